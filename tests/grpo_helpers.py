@@ -1,0 +1,49 @@
+"""A small image GRPO set-up shared by the tests: dataset, reward, config."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from datasets import Dataset
+
+from unsloth_vlm_grpo.tiny import solid_image
+
+COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+
+
+def colour_dataset(rows: int = 8) -> Dataset:
+    names = list(COLOURS)
+    records = []
+    for index in range(rows):
+        name = names[index % len(names)]
+        prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}]
+        records.append({"prompt": prompt, "image": solid_image(COLOURS[name]), "answer": name})
+    return Dataset.from_list(records)
+
+
+def distinct_characters_reward(completions, **kwargs):
+    """A reward that varies between completions, so advantages are non-zero and weights move."""
+    return [float(len(set(completion[0]["content"]))) for completion in completions]
+
+
+def grpo_config(output_dir, **overrides):
+    from trl import GRPOConfig
+
+    settings = dict(
+        output_dir=str(output_dir), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
+        max_steps=2, report_to="none", bf16=False, logging_steps=1, learning_rate=1e-3, save_strategy="no",
+        seed=0, gradient_accumulation_steps=1,
+    )  # fmt: skip
+    settings.update(overrides)
+    return GRPOConfig(**settings)
+
+
+def weights_of(model) -> torch.Tensor:
+    return torch.cat([parameter.detach().flatten().clone() for parameter in model.parameters()])
+
+
+def logged_losses(trainer) -> list[float]:
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(math.isfinite(loss) for loss in losses), losses
+    return losses

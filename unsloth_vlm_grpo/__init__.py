@@ -1,0 +1,39 @@
+"""unsloth-vlm-grpo: GRPO for vision-language models with Unsloth and TRL, as a monkeypatch.
+
+    import unsloth_vlm_grpo; unsloth_vlm_grpo.patch()   # then the usual trl.GRPOTrainer code
+"""
+
+from __future__ import annotations
+
+import logging
+
+from . import _engine
+from ._engine import PatchReport
+from ._versions import VERIFIED_STACK, UnsupportedVersionError
+
+__version__ = "0.1.0"
+__all__ = ["PatchReport", "UnsupportedVersionError", "VERIFIED_STACK", "is_patched", "patch", "unpatch"]
+
+logging.getLogger("unsloth_vlm_grpo").addHandler(logging.NullHandler())
+
+
+def patch(strict: bool = True) -> PatchReport:
+    """Patch ``trl.GRPOTrainer`` (TRL's class and Unsloth's generated one) to train VLMs.
+
+    Works before or after ``import unsloth``: targets not imported yet are patched when they are.
+    With ``strict=True`` an installed package outside the verified stack raises
+    ``UnsupportedVersionError``; with ``strict=False`` only patches whose target source is unchanged are
+    applied, and the report says which were skipped. Calling it again changes nothing.
+    """
+    from .patches import ALL_PATCHES
+
+    return _engine.apply(ALL_PATCHES, strict=strict)
+
+
+def unpatch() -> None:
+    """Restore every patched attribute to the original object and remove the library's hooks."""
+    _engine.remove()
+
+
+def is_patched() -> bool:
+    return _engine.is_active()

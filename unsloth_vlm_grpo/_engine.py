@@ -1,0 +1,304 @@
+"""The patch engine: declared patches, applied with wrapt to live targets, tracked in one registry.
+
+A patch names its targets without importing them. ``apply`` wraps every target whose module is already
+imported and registers wrapt post-import hooks for the others, so ``patch()`` never changes import order
+(Unsloth wants to be imported before trl and transformers). Unsloth replaces ``trl.GRPOTrainer`` with a
+class it generates at run time; the ``unsloth_trainer_regeneration`` patch calls ``refresh`` when that
+happens, and ``refresh`` wraps the new class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import logging
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import wrapt
+
+from ._versions import UnsupportedVersionError, check_stack, unsupported_version_message
+
+logger = logging.getLogger("unsloth_vlm_grpo")
+
+_MISSING = object()
+GRPO_TRAINER_MODULE = "trl.trainer.grpo_trainer"
+
+
+@dataclass(frozen=True)
+class Site:
+    """One resolved place to wrap: ``owner.attribute``, reported and fingerprinted as ``label``."""
+
+    owner: object
+    attribute: str
+    label: str
+    fingerprint_source: object
+
+
+def fingerprint(obj: object) -> str:
+    """A short hash of the source text of ``obj`` (a function, method or class)."""
+    source = inspect.getsource(inspect.unwrap(getattr(obj, "__func__", obj)))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _defining_class(cls: type, attribute: str) -> type | None:
+    return next((klass for klass in cls.__mro__ if attribute in vars(klass)), None)
+
+
+@dataclass(frozen=True)
+class FunctionTarget:
+    """A module-level function, or an attribute of a class defined in a module: ``module`` + ``qualname``.
+
+    ``fingerprint_of`` names another attribute path in the same module whose source is what the patch
+    depends on (e.g. an autograd Function's ``forward`` when the patch wraps its inherited ``apply``).
+    """
+
+    module: str
+    qualname: str
+    fingerprint_of: str | None = None
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return (self.module,)
+
+    def resolve(self) -> list[Site]:
+        module = sys.modules.get(self.module)
+        if module is None:
+            return []
+        *path, attribute = self.qualname.split(".")
+        owner = module
+        for name in path:
+            owner = getattr(owner, name)
+        source = owner if self.fingerprint_of is None else module
+        for name in (self.fingerprint_of or attribute).split("."):
+            source = getattr(source, name)
+        return [Site(owner, attribute, f"{self.module}.{self.qualname}", source)]
+
+
+def live_grpo_trainer_classes() -> list[type]:
+    """Every GRPO trainer class reachable now: TRL's own and, once Unsloth has run, the class it generated.
+
+    Only names already bound are read, so this never triggers trl's lazy imports.
+    """
+    found: list[type] = []
+    for module_name in ("trl", "trl.trainer", GRPO_TRAINER_MODULE):
+        module = sys.modules.get(module_name)
+        cls = vars(module).get("GRPOTrainer") if module is not None else None
+        if isinstance(cls, type) and cls not in found:
+            found.append(cls)
+    return found
+
+
+@dataclass(frozen=True)
+class GRPOTrainerMethod:
+    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it."""
+
+    name: str
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return (GRPO_TRAINER_MODULE,)
+
+    def resolve(self) -> list[Site]:
+        sites = []
+        for cls in live_grpo_trainer_classes():
+            owner = _defining_class(cls, self.name)
+            if owner is None or owner.__module__.startswith("transformers"):
+                continue
+            label = f"{owner.__module__}.{owner.__qualname__}.{self.name}"
+            if all(site.label != label for site in sites):
+                sites.append(Site(owner, self.name, label, getattr(owner, self.name)))
+        return sites
+
+
+Wrapper = Callable[[Callable, object, tuple, dict], object]
+
+
+@dataclass(frozen=True)
+class Patch:
+    """One compatibility shim. Every field is part of the declaration the issue tracker asks for.
+
+    name: short identifier. targets: what gets wrapped. wrapper: a wrapt wrapper
+    ``(wrapped, instance, args, kwargs)``. verified: package versions the wrapper was verified against.
+    fingerprints: target label -> hash of its source at verification time. reason: the failure it fixes.
+    remove_when: the upstream change that makes it unnecessary. on_remove: undoes side effects the
+    wrapper left on objects (hooks), called by ``unpatch()``.
+    """
+
+    name: str
+    targets: tuple
+    wrapper: Wrapper
+    verified: dict[str, str]
+    fingerprints: dict[str, str]
+    reason: str
+    remove_when: str
+    on_remove: Callable[[], None] | None = None
+
+    def sites(self) -> list[Site]:
+        return [site for target in self.targets for site in target.resolve()]
+
+    def modules(self) -> set[str]:
+        return {module for target in self.targets for module in target.modules}
+
+
+@dataclass(frozen=True)
+class ReportEntry:
+    patch: str
+    target: str
+    status: str  # "applied", "pending" or "skipped"
+    detail: str = ""
+
+    def __str__(self) -> str:
+        suffix = f" ({self.detail})" if self.detail else ""
+        return f"{self.status:8} {self.patch:32} {self.target}{suffix}"
+
+
+@dataclass(frozen=True)
+class PatchReport:
+    """What ``patch()`` did, one entry per patch and target."""
+
+    entries: tuple[ReportEntry, ...] = ()
+
+    def _with(self, status: str) -> list[ReportEntry]:
+        return [entry for entry in self.entries if entry.status == status]
+
+    @property
+    def applied(self) -> list[ReportEntry]:
+        return self._with("applied")
+
+    @property
+    def skipped(self) -> list[ReportEntry]:
+        return self._with("skipped")
+
+    @property
+    def pending(self) -> list[ReportEntry]:
+        return self._with("pending")
+
+    def __str__(self) -> str:
+        return "\n".join(str(entry) for entry in self.entries) or "(no patches)"
+
+
+@dataclass
+class _Applied:
+    patch: Patch
+    site: Site
+    original: object
+
+
+@dataclass
+class _Registry:
+    """All state the library keeps: which patches are active and what they replaced."""
+
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    patches: tuple[Patch, ...] = ()
+    active: bool = False
+    strict: bool = True
+    applied: dict[tuple[int, str], _Applied] = field(default_factory=dict)
+    hooked_modules: set[str] = field(default_factory=set)
+
+
+REGISTRY = _Registry()
+
+
+def _is_applied(site: Site) -> bool:
+    record = REGISTRY.applied.get((id(site.owner), site.attribute))
+    return record is not None and record.site.owner is site.owner
+
+
+def _apply_site(patch: Patch, site: Site) -> ReportEntry:
+    if _is_applied(site):
+        return ReportEntry(patch.name, site.label, "applied", "already")
+    expected = patch.fingerprints.get(site.label)
+    found = fingerprint(site.fingerprint_source)
+    if expected != found:
+        detail = f"source fingerprint {found} differs from verified {expected or 'none recorded'}"
+        if REGISTRY.strict:
+            raise UnsupportedVersionError(
+                f"patch {patch.name!r} cannot verify its target {site.label}: {detail}. The installed "
+                "package differs from the verified one; call patch(strict=False) to skip this patch."
+            )
+        logger.warning("unsloth_vlm_grpo: skipping patch %s on %s: %s", patch.name, site.label, detail)
+        return ReportEntry(patch.name, site.label, "skipped", detail)
+    original = vars(site.owner).get(site.attribute, _MISSING)
+    wrapt.wrap_function_wrapper(site.owner, site.attribute, patch.wrapper)
+    REGISTRY.applied[(id(site.owner), site.attribute)] = _Applied(patch, site, original)
+    logger.debug("unsloth_vlm_grpo: applied %s to %s", patch.name, site.label)
+    return ReportEntry(patch.name, site.label, "applied")
+
+
+def _apply_all() -> list[ReportEntry]:
+    entries = []
+    for patch in REGISTRY.patches:
+        sites = patch.sites()
+        if not sites:
+            modules = ", ".join(sorted(patch.modules()))
+            entries.append(ReportEntry(patch.name, modules, "pending", "applied when imported"))
+        entries += [_apply_site(patch, site) for site in sites]
+    return entries
+
+
+def _on_import(_module: object) -> None:
+    refresh()
+
+
+def refresh() -> None:
+    """Wrap targets that appeared since the last call (a module imported, a class generated by Unsloth)."""
+    with REGISTRY.lock:
+        if REGISTRY.active:
+            _apply_all()
+
+
+def apply(patches: tuple[Patch, ...], strict: bool) -> PatchReport:
+    with REGISTRY.lock:
+        failed = [check for check in check_stack() if not check.ok]
+        if failed:
+            if strict:
+                raise UnsupportedVersionError(unsupported_version_message(failed))
+            logger.warning("%s", unsupported_version_message(failed))
+        REGISTRY.patches, REGISTRY.strict, REGISTRY.active = patches, strict, True
+        try:
+            entries = _apply_all()
+        except Exception:
+            remove()
+            raise
+        for module in sorted({m for patch in patches for m in patch.modules()} - REGISTRY.hooked_modules):
+            # wrapt keeps post-import hooks for the life of the process; ours do nothing while inactive.
+            wrapt.register_post_import_hook(_on_import, module)
+            REGISTRY.hooked_modules.add(module)
+        return PatchReport(tuple(entries))
+
+
+def remove() -> None:
+    with REGISTRY.lock:
+        for record in reversed(list(REGISTRY.applied.values())):
+            if record.original is _MISSING:
+                delattr(record.site.owner, record.site.attribute)
+            else:
+                setattr(record.site.owner, record.site.attribute, record.original)
+        for patch in REGISTRY.patches:
+            if patch.on_remove is not None:
+                patch.on_remove()
+        REGISTRY.applied.clear()
+        REGISTRY.active = False
+
+
+def is_active() -> bool:
+    return REGISTRY.active
+
+
+def applied_sites() -> Iterator[tuple[str, str]]:
+    """(patch name, target label) for every wrapped target."""
+    for record in list(REGISTRY.applied.values()):
+        yield record.patch.name, record.site.label
+
+
+def import_target_modules(patches: tuple[Patch, ...]) -> None:
+    """Import every target module (for ``doctor``, which wants to show what would be patched)."""
+    for module in sorted({m for patch in patches for m in patch.modules()}):
+        try:
+            importlib.import_module(module)
+        except Exception as error:  # noqa: BLE001 - doctor reports it
+            logger.warning("unsloth_vlm_grpo: cannot import %s: %s", module, error)

@@ -1,0 +1,19 @@
+"""Every patch the library applies, in order. One module per patch; each declares its target, the
+versions it was verified against, the fingerprint of the target's source, why it exists and when it
+can be removed."""
+
+from __future__ import annotations
+
+from . import (
+    cpu_fused_logprobs,
+    placeholder_neutralisation,
+    placeholder_suppression,
+    unsloth_trainer_regeneration,
+)
+
+ALL_PATCHES = (
+    unsloth_trainer_regeneration.PATCH,
+    cpu_fused_logprobs.PATCH,
+    placeholder_suppression.PATCH,
+    placeholder_neutralisation.PATCH,
+)

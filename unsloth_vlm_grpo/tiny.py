@@ -1,0 +1,190 @@
+"""Tiny vision-language models built offline from configs, for tests, the demo and benchmarks.
+
+Nothing is downloaded: the tokenizer is trained with the ``tokenizers`` library on a small built-in
+corpus, the processor uses the family's real processor class and a chat template in the family's
+format, and the model has random weights. ``build_tiny_vlm`` checks that the image path is live
+(logits change when the image changes) and raises if it is not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3")
+
+_CORPUS = (
+    "What colour is the square? Answer with one word. red green blue yellow black white purple orange "
+    "The answer is a colour. user assistant system You are a helpful assistant. shape circle square "
+    "triangle picture image describe the colour of this image please yes no one two three four"
+)
+
+_QWEN_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]  # fmt: skip
+
+_QWEN_CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+_GEMMA_SPECIALS = [
+    "<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
+    "<end_of_image>", "<image_soft_token>",
+]  # fmt: skip
+
+_GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<start_of_turn>"
+    "{{ 'model' if message['role'] == 'assistant' else message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<start_of_image>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_turn>\n{% endfor %}"
+    "{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+)
+
+
+def _train_tokenizer(special_tokens: list[str], vocab_size: int, **named_tokens: str):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=special_tokens,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **named_tokens)
+
+
+@dataclass
+class TinyVLM:
+    family: str
+    model: torch.nn.Module
+    processor: object
+
+
+def _qwen(family: str, image_size: int):
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    tokenizer = _train_tokenizer(
+        _QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
+    )
+    pixels = image_size * image_size
+    image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
+    video_processor = Qwen2VLVideoProcessor()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    token_ids = dict(
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )  # fmt: skip
+    if family == "qwen2_vl":
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+
+        vision = dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2, in_channels=3)  # fmt: skip
+        config = Qwen2VLConfig(text_config=text, vision_config=vision, **token_ids)
+        model = Qwen2VLForConditionalGeneration(config)
+        processor = Qwen2VLProcessor(image_processor, tokenizer, video_processor, chat_template=_QWEN_CHAT_TEMPLATE)
+    else:
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+
+        vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
+                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                      fullatt_block_indexes=[1], in_channels=3)  # fmt: skip
+        config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
+        model = Qwen2_5_VLForConditionalGeneration(config)
+        processor = Qwen2_5_VLProcessor(
+            image_processor, tokenizer, video_processor, chat_template=_QWEN_CHAT_TEMPLATE
+        )
+    return model, processor
+
+
+def _gemma3(image_size: int):
+    from transformers import (
+        Gemma3Config,
+        Gemma3ForConditionalGeneration,
+        Gemma3ImageProcessor,
+        Gemma3Processor,
+    )
+
+    tokenizer = _train_tokenizer(
+        _GEMMA_SPECIALS, 320, bos_token="<bos>", eos_token="<end_of_turn>", pad_token="<pad>", unk_token="<unk>",
+        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
+                              "image_token": "<image_soft_token>"},
+    )  # fmt: skip
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _GEMMA_SPECIALS}
+    patch = 14
+    tokens_per_side = image_size // patch
+    mm_tokens_per_image = (tokens_per_side // 2) ** 2
+    image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+        sliding_window=64, bos_token_id=ids["<bos>"], eos_token_id=[ids["<end_of_turn>"], ids["<eos>"]],
+        pad_token_id=ids["<pad>"],
+    )  # fmt: skip
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=image_size, patch_size=patch, vision_use_head=False)  # fmt: skip
+    config = Gemma3Config(
+        text_config=text, vision_config=vision, mm_tokens_per_image=mm_tokens_per_image,
+        boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"], tie_word_embeddings=True,
+    )  # fmt: skip
+    model = Gemma3ForConditionalGeneration(config)
+    # Gemma 3 zero-initialises this projection, which would cut the image path (../shared/FINDINGS.md).
+    with torch.no_grad():
+        projection = model.model.multi_modal_projector.mm_input_projection_weight
+        projection.normal_(0.0, 0.02)
+    processor = Gemma3Processor(
+        image_processor, tokenizer, chat_template=_GEMMA_CHAT_TEMPLATE, image_seq_length=mm_tokens_per_image
+    )
+    return model, processor
+
+
+def solid_image(rgb: tuple[int, int, int], size: int = 56) -> Image.Image:
+    return Image.new("RGB", (size, size), rgb)
+
+
+def image_changes_logits(model, processor, size: int = 56) -> bool:
+    """True when the model's logits for the same prompt differ between a red and a blue image."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    logits = []
+    for colour in ((255, 0, 0), (0, 0, 255)):
+        inputs = processor(images=[solid_image(colour, size)], text=[text], return_tensors="pt")
+        with torch.no_grad():
+            logits.append(model(**inputs).logits[0, -1])
+    return not torch.allclose(logits[0], logits[1], atol=1e-5)
+
+
+def build_tiny_vlm(family: str = "qwen2_5_vl", seed: int = 0, image_size: int = 56) -> TinyVLM:
+    """A random tiny VLM of ``family`` (one of ``FAMILIES``) and its processor, with a live image path."""
+    if family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
+    torch.manual_seed(seed)
+    model, processor = _gemma3(image_size) if family == "gemma3" else _qwen(family, image_size)
+    model.eval()
+    if not image_changes_logits(model, processor, image_size):
+        raise RuntimeError(f"tiny {family} model ignores its image input: its vision path is cut")
+    return TinyVLM(family, model, processor)
