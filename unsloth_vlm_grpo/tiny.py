@@ -188,3 +188,17 @@ def build_tiny_vlm(family: str = "qwen2_5_vl", seed: int = 0, image_size: int = 
     if not image_changes_logits(model, processor, image_size):
         raise RuntimeError(f"tiny {family} model ignores its image input: its vision path is cut")
     return TinyVLM(family, model, processor)
+
+
+def favour_token(model, processor, token_id: int, margin: float = 20.0, size: int = 56) -> None:
+    """Make ``token_id`` the policy's favourite next token: a stress test for placeholder handling.
+
+    The output-embedding row of ``token_id`` is set along the mean final hidden state of a sample
+    prompt, so its logit is about ``margin`` at typical positions.
+    """
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    inputs = processor(images=[solid_image((255, 0, 0), size)], text=[text], return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**inputs, output_hidden_states=True).hidden_states[-1][0].mean(0)
+        model.get_output_embeddings().weight[token_id] = hidden * (margin / hidden.pow(2).sum())

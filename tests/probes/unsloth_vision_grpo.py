@@ -1,0 +1,91 @@
+"""Probe (GPU): GRPO through the stock trl.GRPOTrainer with Unsloth's FastVisionModel, as a user runs it.
+
+Usage: unsloth_vision_grpo.py FAMILY ORDER PATCH STRESS STEPS [4bit]
+  ORDER: patch_first | unsloth_first; PATCH: patch | strict | none; STRESS: stress | calm.
+The tiny model is built offline, saved, and loaded back with FastVisionModel.from_pretrained.
+Prints ``RESULT <json>``; a training crash is reported in the result, not raised."""
+
+import json
+import os
+import sys
+import tempfile
+import traceback
+
+family, order, patch_mode, stress, steps = sys.argv[1:6]
+load_in_4bit = len(sys.argv) > 6 and sys.argv[6] == "4bit"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+result = {"family": family, "order": order, "patch": patch_mode, "stress": stress, "4bit": load_in_4bit}
+
+
+def do_patch():
+    import unsloth_vlm_grpo
+
+    report = unsloth_vlm_grpo.patch(strict=(patch_mode == "strict"))
+    result["report_skipped"] = [str(entry) for entry in report.skipped]
+
+
+if patch_mode != "none" and order == "patch_first":
+    do_patch()
+import unsloth  # noqa: E402,F401
+from unsloth import FastVisionModel  # noqa: E402
+
+if patch_mode != "none" and order == "unsloth_first":
+    do_patch()
+
+import torch  # noqa: E402
+from datasets import Dataset  # noqa: E402
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from unsloth_vlm_grpo._vision_tokens import vision_token_ids  # noqa: E402
+from unsloth_vlm_grpo.tiny import build_tiny_vlm, favour_token, solid_image  # noqa: E402
+
+tiny = build_tiny_vlm(family)
+placeholder = tiny.model.config.image_token_id
+if stress == "stress":
+    favour_token(tiny.model, tiny.processor, placeholder)
+directory = tempfile.mkdtemp()
+tiny.model.save_pretrained(directory)
+tiny.processor.save_pretrained(directory)
+
+model, processor = FastVisionModel.from_pretrained(directory, load_in_4bit=load_in_4bit)
+model = FastVisionModel.get_peft_model(
+    model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
+    finetune_mlp_modules=True, r=8, lora_alpha=16, lora_dropout=0.0, random_state=0,
+    use_gradient_checkpointing="unsloth",
+)
+vision_lora = {n: p.detach().float().clone() for n, p in model.named_parameters()
+               if "lora_" in n and ("visual" in n or "vision" in n)}
+result["vision_lora_count"] = len(vision_lora)
+colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
+rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}],
+         "image": solid_image(rgb), "answer": name} for name, rgb in list(colours.items()) * 2]
+
+
+def reward(completions, **kwargs):
+    # TRL passes conversational completions as message lists; Unsloth's trainer passes plain text.
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [float(len(set(text))) for text in texts]
+
+
+args = GRPOConfig(output_dir=os.path.join(directory, "out"), per_device_train_batch_size=4, num_generations=4,
+                  gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=16,
+                  max_steps=int(steps), learning_rate=5e-4, logging_steps=1, report_to="none", save_strategy="no",
+                  bf16=torch.cuda.is_bf16_supported(), fp16=False, optim="adamw_torch", seed=0)
+trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=reward, args=args,
+                      train_dataset=Dataset.from_list(rows))
+result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
+result["vision_token_ids"] = vision_token_ids(model.config, processor)
+try:
+    trainer.train()
+    result["outcome"] = "trained"
+except Exception as error:  # noqa: BLE001 - the control run is expected to fail
+    result["outcome"] = "crashed"
+    result["error"] = f"{type(error).__name__}: {error}"[:500]
+    result["traceback_tail"] = traceback.format_exc()[-1500:]
+history = trainer.state.log_history
+result["losses"] = [entry["loss"] for entry in history if "loss" in entry]
+result["neutralised"] = [entry.get("vision_tokens/neutralised") for entry in history if "loss" in entry]
+result["steps_done"] = trainer.state.global_step
+moved = [n for n, p in model.named_parameters() if n in vision_lora and not torch.equal(vision_lora[n], p.detach().float())]
+result["vision_lora_moved"] = len(moved)
+print("RESULT " + json.dumps(result))
