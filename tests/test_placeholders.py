@@ -1,0 +1,79 @@
+"""Placeholder safety: a policy pushed to emit image placeholder tokens trains on the patched trainer,
+and crashes the unpatched one."""
+
+import pytest
+import torch
+from trl import GRPOTrainer
+
+import unsloth_vlm_grpo
+from conftest import ROOT, run_probe
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses
+from unsloth_vlm_grpo.patches import placeholder_suppression
+from unsloth_vlm_grpo.patches.placeholder_neutralisation import neutralise
+from unsloth_vlm_grpo.tiny import FAMILIES, favour_token
+
+TRL_SUPPRESSION_LABEL = "trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn"
+
+
+@pytest.fixture(autouse=True)
+def _unpatched_afterwards():
+    yield
+    unsloth_vlm_grpo.unpatch()
+
+
+def _stressed_trainer(tiny_factory, family, output_dir, steps):
+    tiny = tiny_factory(family)
+    favour_token(tiny.model, tiny.processor, tiny.model.config.image_token_id)
+    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
+                       args=grpo_config(output_dir, max_steps=steps), train_dataset=colour_dataset())
+
+
+def test_stress_fixture_really_favours_the_placeholder(tiny_factory):
+    tiny = tiny_factory("qwen2_5_vl")
+    favour_token(tiny.model, tiny.processor, tiny.model.config.image_token_id)
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi"}]}]
+    text = tiny.processor.apply_chat_template(messages, add_generation_prompt=True)
+    from unsloth_vlm_grpo.tiny import solid_image
+
+    inputs = tiny.processor(images=[solid_image((0, 0, 255))], text=[text], return_tensors="pt")
+    with torch.no_grad():
+        next_token = tiny.model(**inputs).logits[0, -1].argmax().item()
+    assert next_token == tiny.model.config.image_token_id
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_patched_trainer_survives_20_steps_of_placeholder_pressure(family, tiny_factory, tmp_path):
+    unsloth_vlm_grpo.patch()
+    trainer = _stressed_trainer(tiny_factory, family, tmp_path, steps=20)
+    trainer.train()
+    assert len(logged_losses(trainer)) == 20
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_unpatched_trainer_crashes_under_placeholder_pressure(family, tmp_path):
+    result = run_probe(
+        [str(ROOT / "tests" / "probes" / "placeholder_control.py"), family, str(ROOT / "tests")],
+        tmp_path,
+        env={"TRITON_INTERPRET": "1"},
+    )
+    assert result["outcome"] == "crashed"
+    assert "image tokens do not match" in result["error"] or "NoneType" in result["error"], result["error"]
+
+
+def test_neutralisation_carries_the_run_when_suppression_is_bypassed(tiny_factory, tmp_path, monkeypatch):
+    # Pretend suppression's target changed so strict=False skips it: completions then contain placeholders.
+    monkeypatch.setitem(placeholder_suppression.PATCH.fingerprints, TRL_SUPPRESSION_LABEL, "0" * 16)
+    report = unsloth_vlm_grpo.patch(strict=False)
+    assert [entry.patch for entry in report.skipped] == ["placeholder_suppression"]
+    trainer = _stressed_trainer(tiny_factory, "qwen2_5_vl", tmp_path, steps=3)
+    trainer.train()
+    assert len(logged_losses(trainer)) == 3
+    neutralised = [entry["vision_tokens/neutralised"] for entry in trainer.state.log_history if "loss" in entry]
+    assert sum(neutralised) > 0
+
+
+def test_neutralise_masks_only_model_generated_vision_tokens():
+    ids, mask, count = neutralise([[5, 9, 7], [9, 9]], [[1, 1, 1], [0, 1]], vision_ids={9}, pad_id=0)
+    assert ids == [[5, 0, 7], [9, 0]]  # the tool-response placeholder (mask 0) is kept
+    assert mask == [[1, 0, 1], [0, 0]]
+    assert count == 2
