@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from . import (
     cpu_fused_logprobs,
+    image_batch_normalisation,
+    image_dataset_check,
+    mixed_image_batches,
     placeholder_neutralisation,
     placeholder_suppression,
     unsloth_trainer_regeneration,
@@ -16,4 +19,7 @@ ALL_PATCHES = (
     cpu_fused_logprobs.PATCH,
     placeholder_suppression.PATCH,
     placeholder_neutralisation.PATCH,
+    image_dataset_check.PATCH,
+    image_batch_normalisation.PATCH,
+    mixed_image_batches.PATCH,
 )

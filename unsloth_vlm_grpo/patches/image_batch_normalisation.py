@@ -1,0 +1,52 @@
+"""Turn every image of a batch into an RGB PIL image, and check each row, before generation.
+
+Target: ``GRPOTrainer._generate_and_score_completions`` on TRL's class and on Unsloth's generated class
+(trl 1.15.0, unsloth 2026.10.9).
+Why: TRL passes images straight to the processor, which accepts only some forms and modes: file
+paths, raw bytes and arrays fail or are misread, RGBA / LA / P / I;16 / CMYK images are converted by
+dropping alpha or not at all. Each image (PIL, path, bytes, numpy array or nested lists, a ``datasets``
+``{"bytes", "path"}`` dict) is loaded and converted to RGB with alpha composited on white; each row's
+placeholder count is checked. Rows are never dropped: a bad row raises ``ImageInputError``. Text-only
+trainers and rows without images pass through unchanged.
+Remove when: TRL normalises multimodal inputs itself.
+"""
+
+from __future__ import annotations
+
+from .._engine import GRPOTrainerMethod, Patch
+from .._images import check_row, load_image, row_images, to_rgb
+
+
+def normalise_row(row: dict) -> dict:
+    column, images = row_images(row)
+    if column is None:
+        return row
+    check_row(row, None)
+    converted = [to_rgb(load_image(image)) for image in images]
+    if column == "image":
+        return {**row, "image": converted[0] if converted else None}
+    return {**row, "images": converted}
+
+
+def _normalise_then_generate(wrapped, trainer, args, kwargs):
+    if not getattr(trainer, "_is_vlm", False):
+        return wrapped(*args, **kwargs)
+    if args:
+        args = ([normalise_row(row) for row in args[0]], *args[1:])
+    else:
+        kwargs = {**kwargs, "inputs": [normalise_row(row) for row in kwargs["inputs"]]}
+    return wrapped(*args, **kwargs)
+
+
+PATCH = Patch(
+    name="image_batch_normalisation",
+    targets=(GRPOTrainerMethod("_generate_and_score_completions"),),
+    wrapper=_normalise_then_generate,
+    verified={"trl": "1.15.0", "unsloth": "2026.10.9"},
+    fingerprints={
+        "trl.trainer.grpo_trainer.GRPOTrainer._generate_and_score_completions": "1fa48922792dcd5c",
+        "UnslothGRPOTrainer.UnslothGRPOTrainer._generate_and_score_completions": "84f30c64c4829bb0",
+    },
+    reason="Images in other forms or modes than RGB PIL fail or are misread by the processor.",
+    remove_when="TRL converts multimodal dataset images to RGB itself.",
+)
