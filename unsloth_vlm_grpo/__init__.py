@@ -9,10 +9,22 @@ import logging
 
 from . import _engine
 from ._engine import PatchReport
+from ._gradients import VisionGradients, record_vision_gradients
+from ._images import ImageInputError
 from ._versions import VERIFIED_STACK, UnsupportedVersionError
 
 __version__ = "0.1.0"
-__all__ = ["PatchReport", "UnsupportedVersionError", "VERIFIED_STACK", "is_patched", "patch", "unpatch"]
+__all__ = [
+    "ImageInputError",
+    "PatchReport",
+    "UnsupportedVersionError",
+    "VERIFIED_STACK",
+    "VisionGradients",
+    "is_patched",
+    "patch",
+    "record_vision_gradients",
+    "unpatch",
+]
 
 logging.getLogger("unsloth_vlm_grpo").addHandler(logging.NullHandler())
 

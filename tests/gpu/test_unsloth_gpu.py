@@ -28,6 +28,8 @@ def test_patched_unsloth_trainer_survives_placeholder_sampling(family, order, pr
     assert result["steps_done"] == 6
     assert result["vision_lora_count"] > 0
     assert result["vision_lora_moved"] == result["vision_lora_count"]
+    assert result["vision_grad_params"] == result["vision_lora_count"]
+    assert result["vision_grad_missing"] == []
 
 
 def test_unpatched_unsloth_trainer_crashes_on_placeholder_sampling(tmp_path):

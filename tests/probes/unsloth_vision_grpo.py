@@ -75,9 +75,14 @@ trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=rewa
                       train_dataset=Dataset.from_list(rows))
 result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
 result["vision_token_ids"] = vision_token_ids(model.config, processor)
+from unsloth_vlm_grpo import record_vision_gradients  # noqa: E402
+
 try:
-    trainer.train()
+    with record_vision_gradients(trainer.model) as gradients:
+        trainer.train()
     result["outcome"] = "trained"
+    result["vision_grad_params"] = len(gradients.norms)
+    result["vision_grad_missing"] = gradients.missing
 except Exception as error:  # noqa: BLE001 - the control run is expected to fail
     result["outcome"] = "crashed"
     result["error"] = f"{type(error).__name__}: {error}"[:500]
