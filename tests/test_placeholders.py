@@ -77,3 +77,18 @@ def test_neutralise_masks_only_model_generated_vision_tokens():
     assert ids == [[5, 0, 7], [9, 0]]  # the tool-response placeholder (mask 0) is kept
     assert mask == [[1, 0, 1], [0, 0]]
     assert count == 2
+
+
+def test_vllm_generation_with_a_vlm_logs_one_clear_warning(tiny_factory, tmp_path, caplog):
+    """vLLM is not installed here, so the trainer is built for transformers generation and then switched:
+    the warning comes before the vLLM call, which then fails for lack of vLLM."""
+    unsloth_vlm_grpo.patch()
+    tiny = tiny_factory("qwen2_5_vl")
+    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
+                          args=grpo_config(tmp_path), train_dataset=colour_dataset())
+    trainer.use_vllm = True
+    for _ in range(2):
+        with pytest.raises(AttributeError):
+            trainer._generate_single_turn([[1, 2]], None, {}, 1)
+    warnings = [r for r in caplog.records if "use_vllm=True" in r.getMessage()]
+    assert len(warnings) == 1 and "not covered" in warnings[0].getMessage()

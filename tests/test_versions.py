@@ -67,3 +67,13 @@ def test_strict_patch_refuses_a_changed_target(monkeypatch):
     with pytest.raises(UnsupportedVersionError, match="placeholder_neutralisation"):
         unsloth_vlm_grpo.patch()
     assert not isinstance(vars(grpo_trainer.GRPOTrainer)["_generate_single_turn"], wrapt.FunctionWrapper)
+
+
+def test_missing_target_is_skipped_when_not_strict_and_refused_when_strict(monkeypatch):
+    monkeypatch.delattr(grpo_trainer.GRPOTrainer, "_tokenize_prompts")
+    with pytest.raises(UnsupportedVersionError, match="mixed_image_batches.*no method _tokenize_prompts"):
+        unsloth_vlm_grpo.patch()
+    unsloth_vlm_grpo.unpatch()
+    report = unsloth_vlm_grpo.patch(strict=False)
+    assert [(entry.patch, entry.detail) for entry in report.skipped] == [("mixed_image_batches", "target missing")]
+    assert isinstance(vars(grpo_trainer.GRPOTrainer)["_generate"], wrapt.FunctionWrapper)

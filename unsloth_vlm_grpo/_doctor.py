@@ -8,7 +8,7 @@ import logging
 from typing import TextIO
 
 from . import __version__
-from ._engine import fingerprint
+from ._engine import TargetMissingError, fingerprint
 from ._versions import check_stack
 
 logger = logging.getLogger("unsloth_vlm_grpo")
@@ -45,7 +45,11 @@ def run_doctor(out: TextIO) -> int:
     _import_stack(out)
     out.write(f"\nGPU visible: {_gpu_line()}\n\nPatches:\n")
     for patch in ALL_PATCHES:
-        sites = patch.sites()
+        try:
+            sites = patch.sites()
+        except TargetMissingError as error:
+            out.write(f"  skip      {patch.name}: {error}\n")
+            continue
         if not sites:
             out.write(f"  pending   {patch.name}: target module not importable here ({', '.join(patch.modules())})\n")
         for site in sites:

@@ -10,7 +10,6 @@ happens, and ``refresh`` wraps the new class.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import inspect
 import logging
 import sys
@@ -44,6 +43,10 @@ def fingerprint(obj: object) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
+class TargetMissingError(AttributeError):
+    """A patch target no longer exists in the installed package."""
+
+
 def _defining_class(cls: type, attribute: str) -> type | None:
     return next((klass for klass in cls.__mro__ if attribute in vars(klass)), None)
 
@@ -69,12 +72,16 @@ class FunctionTarget:
         if module is None:
             return []
         *path, attribute = self.qualname.split(".")
-        owner = module
-        for name in path:
-            owner = getattr(owner, name)
-        source = owner if self.fingerprint_of is None else module
-        for name in (self.fingerprint_of or attribute).split("."):
-            source = getattr(source, name)
+        try:
+            owner = module
+            for name in path:
+                owner = getattr(owner, name)
+            getattr(owner, attribute)
+            source = owner if self.fingerprint_of is None else module
+            for name in (self.fingerprint_of or attribute).split("."):
+                source = getattr(source, name)
+        except AttributeError as error:
+            raise TargetMissingError(f"{self.module}.{self.qualname} no longer exists ({error})") from error
         return [Site(owner, attribute, f"{self.module}.{self.qualname}", source)]
 
 
@@ -107,7 +114,7 @@ class GRPOTrainerMethod:
         for cls in live_grpo_trainer_classes():
             owner = _defining_class(cls, self.name)
             if owner is None or owner.__module__.startswith("transformers"):
-                continue
+                raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__} has no method {self.name}")
             label = f"{owner.__module__}.{owner.__qualname__}.{self.name}"
             if all(site.label != label for site in sites):
                 sites.append(Site(owner, self.name, label, getattr(owner, self.name)))
@@ -203,13 +210,12 @@ class _Registry:
 REGISTRY = _Registry()
 
 
-def _is_applied(site: Site) -> bool:
-    record = REGISTRY.applied.get((id(site.owner), site.attribute))
-    return record is not None and record.site.owner is site.owner
-
-
 def _apply_site(patch: Patch, site: Site) -> ReportEntry:
-    if _is_applied(site):
+    record = REGISTRY.applied.get((id(site.owner), site.attribute))
+    if record is not None and record.site.owner is site.owner:
+        if record.patch is not patch:
+            # One wrapper per target keeps unpatch() exact; merge the two patches instead.
+            raise RuntimeError(f"patches {record.patch.name!r} and {patch.name!r} both target {site.label}")
         return ReportEntry(patch.name, site.label, "applied", "already")
     expected = patch.fingerprints.get(site.label)
     found = fingerprint(site.fingerprint_source)
@@ -232,7 +238,16 @@ def _apply_site(patch: Patch, site: Site) -> ReportEntry:
 def _apply_all() -> list[ReportEntry]:
     entries = []
     for patch in REGISTRY.patches:
-        sites = patch.sites()
+        try:
+            sites = patch.sites()
+        except TargetMissingError as error:
+            if REGISTRY.strict:
+                raise UnsupportedVersionError(
+                    f"patch {patch.name!r} cannot find its target: {error}. Call patch(strict=False) to skip it."
+                ) from error
+            logger.warning("unsloth_vlm_grpo: skipping patch %s: %s", patch.name, error)
+            entries.append(ReportEntry(patch.name, str(error).split(" ")[0], "skipped", "target missing"))
+            continue
         if not sites:
             modules = ", ".join(sorted(patch.modules()))
             entries.append(ReportEntry(patch.name, modules, "pending", "applied when imported"))
@@ -293,12 +308,3 @@ def applied_sites() -> Iterator[tuple[str, str]]:
     """(patch name, target label) for every wrapped target."""
     for record in list(REGISTRY.applied.values()):
         yield record.patch.name, record.site.label
-
-
-def import_target_modules(patches: tuple[Patch, ...]) -> None:
-    """Import every target module (for ``doctor``, which wants to show what would be patched)."""
-    for module in sorted({m for patch in patches for m in patch.modules()}):
-        try:
-            importlib.import_module(module)
-        except Exception as error:  # noqa: BLE001 - doctor reports it
-            logger.warning("unsloth_vlm_grpo: cannot import %s: %s", module, error)

@@ -66,7 +66,9 @@ def _train_tokenizer(special_tokens: list[str], vocab_size: int, **named_tokens:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator([_CORPUS] * 4, trainer=trainer)
+    # Answer words on lines of their own, so each becomes one token when it starts a completion.
+    answers = "\n".join(_CORPUS.split()[9:17])
+    tokenizer.train_from_iterator([_CORPUS] * 4 + [answers] * 40, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tokenizer, **named_tokens)
 
 

@@ -1,6 +1,6 @@
 """GPU: the patched stock trainer with Unsloth's FastVisionModel, as users run it (marker ``gpu``).
 
-Each case builds a tiny VLM offline whose policy favours the image placeholder token, loads it with
+Each case (20 GRPO steps) builds a tiny VLM offline whose policy favours the image placeholder token, loads it with
 ``FastVisionModel.from_pretrained``, adds LoRA to vision and language layers, and trains through
 ``trl.GRPOTrainer`` (Unsloth's generated class). Run on a GPU machine:
 ``.venv/bin/python -m pytest -m gpu -n 4`` (Unsloth compiles for ~1-2 minutes per process)."""
@@ -21,11 +21,11 @@ pytestmark = pytest.mark.gpu
 
 @pytest.mark.parametrize(("family", "order", "precision"), CASES)
 def test_patched_unsloth_trainer_survives_placeholder_sampling(family, order, precision, tmp_path):
-    result = run_probe([PROBE, family, order, "strict", "stress", "6", precision], tmp_path, timeout=900)
+    result = run_probe([PROBE, family, order, "strict", "stress", "20", precision], tmp_path, timeout=900)
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
     assert result["report_skipped"] == []
     assert result["outcome"] == "trained", result.get("traceback_tail")
-    assert result["steps_done"] == 6
+    assert result["steps_done"] == 20
     assert result["vision_lora_count"] > 0
     assert result["vision_lora_moved"] == result["vision_lora_count"]
     assert result["vision_grad_params"] == result["vision_lora_count"]

@@ -8,17 +8,21 @@ crash with "Image features and image tokens do not match", or in ``get_rope_inde
 "'NoneType' object is not an iterator" (../shared/FINDINGS.md, measured on H200). For the duration of
 each generation call the ids are added to ``suppress_tokens`` of the trainer's generation config and
 generation kwargs, so transformers never samples them; text-only trainers are untouched. vLLM
-generation is not covered (see ``vllm_vision_warning``).
+generation is not covered: with a VLM and ``use_vllm=True`` it logs one warning per trainer saying so.
 Remove when: TRL suppresses placeholder tokens on every generation path (trl 1.16 does it for
 transformers generation only) and the library's minimum trl includes that.
 """
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._vision_tokens import trainer_vision_token_ids
+
+logger = logging.getLogger("unsloth_vlm_grpo")
+_VLLM_WARNED_ATTRIBUTE = "_unsloth_vlm_grpo_warned_vllm"
 
 
 @contextmanager
@@ -45,8 +49,20 @@ def _suppressed(trainer, token_ids: list[int]):
                 kwargs.pop("suppress_tokens", None)
 
 
+def _warn_about_vllm_once(trainer) -> None:
+    if not getattr(trainer, _VLLM_WARNED_ATTRIBUTE, False):
+        setattr(trainer, _VLLM_WARNED_ATTRIBUTE, True)
+        logger.warning(
+            "unsloth_vlm_grpo: vLLM generation (use_vllm=True) with a vision-language model is not covered by this "
+            "library's verification: image placeholder tokens are not suppressed there, only neutralised after "
+            "generation. Use transformers generation (use_vllm=False) for the verified path."
+        )
+
+
 def _generate_without_vision_tokens(wrapped, trainer, args, kwargs):
     token_ids = trainer_vision_token_ids(trainer)
+    if token_ids and trainer.use_vllm:
+        _warn_about_vllm_once(trainer)
     if not token_ids or trainer.use_vllm:
         return wrapped(*args, **kwargs)
     with _suppressed(trainer, token_ids):

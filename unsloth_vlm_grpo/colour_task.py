@@ -1,0 +1,112 @@
+"""A task only the image can answer: name the colour of a solid square in one word.
+
+Used by the learning-proof tests and the demo. The tiny random model is given a prior that makes the
+answer words its likely first tokens (all equally likely, so it starts at chance); GRPO must learn
+which word goes with which image. With every image replaced by a blank one, reward must stay at chance.
+
+Full fine-tuning at lr 1e-3 with 20 warm-up steps and cosine decay reached >= 0.95 mean reward in 300
+steps for every seed tried (Gemma 3: 0-3, Qwen2.5-VL: 0-2). Without warm-up, Adam's first full-size step
+could erase the prior (reward fell to 0) and a constant rate oscillated late (one seed at 0.6-0.99).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+import torch
+from datasets import Dataset
+
+from .tiny import build_tiny_vlm, solid_image
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 190, 30), "blue": (30, 30, 220)}
+BLANK = (255, 255, 255)
+QUESTION = "What colour is the square? Answer with one word."
+
+
+def colour_dataset(rows: int = 64, blank: bool = False, seed: int = 0, size: int = 56) -> Dataset:
+    rng = random.Random(seed)
+    names = list(COLOURS)
+    records = []
+    for _ in range(rows):
+        name = rng.choice(names)
+        prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+        records.append({"prompt": prompt, "image": solid_image(BLANK if blank else COLOURS[name], size), "answer": name})
+    return Dataset.from_list(records)
+
+
+def exact_colour_reward(completions, answer, **kwargs) -> list[float]:
+    """1.0 when the completion's first word is the right colour."""
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [float(text.strip().split()[:1] == [expected]) for text, expected in zip(texts, answer)]
+
+
+def answer_token_ids(processor) -> list[int]:
+    tokenizer = processor.tokenizer
+    ids = [tokenizer.encode(word, add_special_tokens=False) for word in COLOURS]
+    if any(len(token_ids) != 1 for token_ids in ids):
+        raise ValueError(f"every colour word must be one token for this task, got {dict(zip(COLOURS, ids))}")
+    return [token_ids[0] for token_ids in ids]
+
+
+def give_answer_prior(model, processor, margin: float = 12.0, size: int = 56) -> None:
+    """Make the colour words the model's likely first tokens, all equally likely.
+
+    Each word's output-embedding row is set along the mean final hidden state of the prompt, so each gets
+    a logit of about ``margin`` and none is favoured: which word fits which image is left to GRPO.
+    """
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    hidden = []
+    for rgb in COLOURS.values():
+        inputs = processor(images=[solid_image(rgb, size)], text=[text], return_tensors="pt")
+        with torch.no_grad():
+            hidden.append(model(**inputs, output_hidden_states=True).hidden_states[-1][0, -1])
+    direction = torch.stack(hidden).mean(0)
+    with torch.no_grad():
+        for token_id in answer_token_ids(processor):
+            model.get_output_embeddings().weight[token_id] = direction * (margin / direction.pow(2).sum())
+
+
+@dataclass
+class ColourTaskRun:
+    rewards: list[float] = field(default_factory=list)  # mean reward per optimizer step
+    seconds: float = 0.0
+
+    def mean(self, first: int = 0, last: int | None = None) -> float:
+        window = self.rewards[first:last]
+        return sum(window) / len(window)
+
+
+def train_colour_task(
+    output_dir: str,
+    family: str = "qwen2_5_vl",
+    steps: int = 150,
+    blank: bool = False,
+    seed: int = 0,
+    learning_rate: float = 1e-3,
+    callbacks: list | None = None,
+    disable_tqdm: bool = True,
+    batch_size: int = 16,
+) -> ColourTaskRun:
+    """Fully fine-tune a tiny VLM on the colour task with the stock (patched) GRPOTrainer."""
+    import time
+
+    from trl import GRPOConfig, GRPOTrainer
+
+    tiny = build_tiny_vlm(family, seed=seed)
+    give_answer_prior(tiny.model, tiny.processor)
+    args = GRPOConfig(
+        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, num_generations=8,
+        gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=1, learning_rate=learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=20, beta=0.0, gradient_checkpointing=False, bf16=False, logging_steps=1,
+        report_to="none", save_strategy="no", seed=seed, disable_tqdm=disable_tqdm,
+    )  # fmt: skip
+    trainer = GRPOTrainer(
+        model=tiny.model, processing_class=tiny.processor, reward_funcs=exact_colour_reward, args=args,
+        train_dataset=colour_dataset(rows=600, blank=blank, seed=seed), callbacks=callbacks,
+    )  # fmt: skip
+    started = time.perf_counter()
+    trainer.train()
+    rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
+    return ColourTaskRun(rewards=rewards, seconds=time.perf_counter() - started)
