@@ -106,6 +106,16 @@ def train_colour_task(
         model=tiny.model, processing_class=tiny.processor, reward_funcs=exact_colour_reward, args=args,
         train_dataset=colour_dataset(rows=600, blank=blank, seed=seed), callbacks=callbacks,
     )  # fmt: skip
+    if not disable_tqdm:
+        # Keep the progress bar, but not the full metrics dict it prints at every logged step.
+        from transformers.trainer_callback import ProgressCallback
+
+        class ProgressBarOnly(ProgressCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                pass
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(ProgressBarOnly())
     started = time.perf_counter()
     trainer.train()
     rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
