@@ -68,6 +68,11 @@ def _open(source: Any, row: int | None, label: str, decode: bool = True) -> Imag
             image.verify()  # checks structure without decoding; the image keeps its size but no pixels
     except FileNotFoundError as error:
         raise ImageInputError(f"{_where(row)}: image file {label} does not exist") from error
+    except Image.DecompressionBombError as error:
+        raise ImageInputError(
+            f"{_where(row)}: {label} is too large for Pillow ({error}); resize it, or raise "
+            "PIL.Image.MAX_IMAGE_PIXELS if you trust it (the processor then downsizes it to its own cap)"
+        ) from error
     except UnidentifiedImageError as error:
         raise ImageInputError(f"{_where(row)}: {label} is not an image file Pillow can read") from error
     except OSError as error:
@@ -181,3 +186,13 @@ def check_dataset(dataset) -> None:
             opened = load_image(image, index, decode=False)
             if opened.width == 0 or opened.height == 0:
                 raise ImageInputError(f"{_where(index)}: image has zero size {opened.size}")
+
+
+def first_row_with_images(dataset) -> int | None:
+    """Index of the first row of a map-style dataset that has an image, or None."""
+    if "image" not in dataset.column_names and "images" not in dataset.column_names:
+        return None
+    for index, row in enumerate(iter_rows_without_decoding(dataset)):
+        if row_images(row)[1]:
+            return index
+    return None
