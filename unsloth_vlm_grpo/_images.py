@@ -175,24 +175,20 @@ def iter_rows_without_decoding(dataset) -> Iterator[dict]:
         yield {name: values[name][index] for name in columns}
 
 
-def check_dataset(dataset) -> None:
+def check_dataset(dataset) -> int | None:
     """Check every row of a map-style dataset before training: placeholder counts, and that each stored
-    image exists, is an image, is not empty and passes ``Image.verify`` (without decoding pixels)."""
+    image exists, is an image, is not empty and passes ``Image.verify`` (without decoding pixels).
+    Returns the index of the first row with an image, or None."""
     if "image" not in dataset.column_names and "images" not in dataset.column_names:
-        return
+        return None
+    first_with_image = None
     for index, row in enumerate(iter_rows_without_decoding(dataset)):
         check_row(row, index)
         for image in row_images(row)[1] or []:
             opened = load_image(image, index, decode=False)
             if opened.width == 0 or opened.height == 0:
                 raise ImageInputError(f"{_where(index)}: image has zero size {opened.size}")
+            if first_with_image is None:
+                first_with_image = index
+    return first_with_image
 
-
-def first_row_with_images(dataset) -> int | None:
-    """Index of the first row of a map-style dataset that has an image, or None."""
-    if "image" not in dataset.column_names and "images" not in dataset.column_names:
-        return None
-    for index, row in enumerate(iter_rows_without_decoding(dataset)):
-        if row_images(row)[1]:
-            return index
-    return None

@@ -15,7 +15,7 @@ Remove when: TRL validates multimodal rows up front with row indices.
 from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
-from .._images import ImageInputError, check_dataset, first_row_with_images
+from .._images import ImageInputError, check_dataset
 
 
 def _expected_processor_class(model_type: str) -> str | None:
@@ -49,10 +49,9 @@ def check_model_and_processor(trainer, row: int) -> None:
 def _check_then_load(wrapped, trainer, args, kwargs):
     dataset = trainer.train_dataset
     if hasattr(dataset, "data") and hasattr(dataset, "column_names"):
-        row = first_row_with_images(dataset)
-        if row is not None:
-            check_model_and_processor(trainer, row)
-            check_dataset(dataset)
+        first_row_with_image = check_dataset(dataset)
+        if first_row_with_image is not None:
+            check_model_and_processor(trainer, first_row_with_image)
     return wrapped(*args, **kwargs)
 
 
