@@ -92,3 +92,19 @@ def test_vllm_generation_with_a_vlm_logs_one_clear_warning(tiny_factory, tmp_pat
             trainer._generate_single_turn([[1, 2]], None, {}, 1)
     warnings = [r for r in caplog.records if "use_vllm=True" in r.getMessage()]
     assert len(warnings) == 1 and "not covered" in warnings[0].getMessage()
+
+
+def test_patch_applies_to_trainers_built_before_and_after_it(tiny_factory, tmp_path):
+    """patch() changes the trainer class, so it covers every instance: one built before patch() and one
+    built after both survive placeholder pressure; after unpatch() both are back to TRL's behaviour."""
+    unsloth_vlm_grpo.unpatch()
+    before = _stressed_trainer(tiny_factory, "qwen2_5_vl", tmp_path / "before", steps=3)
+    unsloth_vlm_grpo.patch()
+    after = _stressed_trainer(tiny_factory, "gemma3", tmp_path / "after", steps=3)
+    before.train()
+    after.train()
+    assert len(logged_losses(before)) == 3 and len(logged_losses(after)) == 3
+    unsloth_vlm_grpo.unpatch()
+    import wrapt
+
+    assert not isinstance(type(before).__dict__["_generate"], wrapt.FunctionWrapper)
