@@ -102,10 +102,14 @@ def load_image(value: Any, row: int | None = None, decode: bool = True) -> Image
     )
 
 
-def to_rgb(image: Image.Image, row: int | None = None) -> Image.Image:
-    """RGB copy of ``image``: alpha composited on white, 16/32-bit greyscale scaled to 8 bits."""
+def _require_pixels(image: Image.Image, row: int | None) -> None:
     if image.width == 0 or image.height == 0:
         raise ImageInputError(f"{_where(row)}: image has zero size {image.size}")
+
+
+def to_rgb(image: Image.Image, row: int | None = None) -> Image.Image:
+    """RGB copy of ``image``: alpha composited on white, 16/32-bit greyscale scaled to 8 bits."""
+    _require_pixels(image, row)
     if image.mode == "RGB":
         return image
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -185,9 +189,7 @@ def check_dataset(dataset) -> int | None:
     for index, row in enumerate(iter_rows_without_decoding(dataset)):
         check_row(row, index)
         for image in row_images(row)[1] or []:
-            opened = load_image(image, index, decode=False)
-            if opened.width == 0 or opened.height == 0:
-                raise ImageInputError(f"{_where(index)}: image has zero size {opened.size}")
+            _require_pixels(load_image(image, index, decode=False), index)
             if first_with_image is None:
                 first_with_image = index
     return first_with_image

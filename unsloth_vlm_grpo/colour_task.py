@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 from datasets import Dataset
 
-from .tiny import build_tiny_vlm, solid_image
+from .tiny import build_tiny_vlm, point_output_rows, single_image_inputs, solid_image
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 190, 30), "blue": (30, 30, 220)}
 BLANK = (255, 255, 255)
@@ -55,17 +55,12 @@ def give_answer_prior(model, processor, margin: float = 12.0, size: int = 56) ->
     Each word's output-embedding row is set along the mean final hidden state of the prompt, so each gets
     a logit of about ``margin`` and none is favoured: which word fits which image is left to GRPO.
     """
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
     hidden = []
     for rgb in COLOURS.values():
-        inputs = processor(images=[solid_image(rgb, size)], text=[text], return_tensors="pt")
+        inputs = single_image_inputs(processor, rgb, QUESTION, size)
         with torch.no_grad():
             hidden.append(model(**inputs, output_hidden_states=True).hidden_states[-1][0, -1])
-    direction = torch.stack(hidden).mean(0)
-    with torch.no_grad():
-        for token_id in answer_token_ids(processor):
-            model.get_output_embeddings().weight[token_id] = direction * (margin / direction.pow(2).sum())
+    point_output_rows(model, answer_token_ids(processor), torch.stack(hidden).mean(0), margin)
 
 
 @dataclass

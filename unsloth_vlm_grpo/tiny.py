@@ -168,15 +168,26 @@ def solid_image(rgb: tuple[int, int, int], size: int = 56) -> Image.Image:
     return Image.new("RGB", (size, size), rgb)
 
 
+def single_image_inputs(processor, rgb: tuple[int, int, int], question: str = "What colour?", size: int = 56):
+    """Processor inputs for one user turn: a solid ``rgb`` image and ``question``, ready for generation."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True)
+    return processor(images=[solid_image(rgb, size)], text=[text], return_tensors="pt")
+
+
+def point_output_rows(model, token_ids: list[int], direction: torch.Tensor, margin: float) -> None:
+    """Set each token's output-embedding row along ``direction`` so its logit there is ``margin``."""
+    with torch.no_grad():
+        for token_id in token_ids:
+            model.get_output_embeddings().weight[token_id] = direction * (margin / direction.pow(2).sum())
+
+
 def image_changes_logits(model, processor, size: int = 56) -> bool:
     """True when the model's logits for the same prompt differ between a red and a blue image."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
     logits = []
     for colour in ((255, 0, 0), (0, 0, 255)):
-        inputs = processor(images=[solid_image(colour, size)], text=[text], return_tensors="pt")
         with torch.no_grad():
-            logits.append(model(**inputs).logits[0, -1])
+            logits.append(model(**single_image_inputs(processor, colour, size=size)).logits[0, -1])
     return not torch.allclose(logits[0], logits[1], atol=1e-5)
 
 
@@ -198,9 +209,7 @@ def favour_token(model, processor, token_id: int, margin: float = 20.0, size: in
     The output-embedding row of ``token_id`` is set along the mean final hidden state of a sample
     prompt, so its logit is about ``margin`` at typical positions.
     """
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour?"}]}]
-    text = processor.apply_chat_template(messages, add_generation_prompt=True)
-    inputs = processor(images=[solid_image((255, 0, 0), size)], text=[text], return_tensors="pt")
+    inputs = single_image_inputs(processor, (255, 0, 0), size=size)
     with torch.no_grad():
         hidden = model(**inputs, output_hidden_states=True).hidden_states[-1][0].mean(0)
-        model.get_output_embeddings().weight[token_id] = hidden * (margin / hidden.pow(2).sum())
+    point_output_rows(model, [token_id], hidden, margin)
