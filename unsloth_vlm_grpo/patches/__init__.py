@@ -11,6 +11,7 @@ from . import (
     mixed_image_batches,
     placeholder_neutralisation,
     placeholder_suppression,
+    reward_rows,
     unsloth_trainer_regeneration,
 )
 
@@ -22,4 +23,5 @@ ALL_PATCHES = (
     image_dataset_check.PATCH,
     image_batch_normalisation.PATCH,
     mixed_image_batches.PATCH,
+    reward_rows.PATCH,
 )
