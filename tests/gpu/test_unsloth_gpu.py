@@ -1,20 +1,28 @@
 """GPU: the patched stock trainer with Unsloth's FastVisionModel, as users run it (marker ``gpu``).
 
-Each case (20 GRPO steps) builds a tiny VLM offline whose policy favours the image placeholder token, loads it with
-``FastVisionModel.from_pretrained``, adds LoRA to vision and language layers, and trains through
-``trl.GRPOTrainer`` (Unsloth's generated class). Run on a GPU machine:
-``.venv/bin/python -m pytest -m gpu -n 4`` (Unsloth compiles for ~1-2 minutes per process)."""
+Each matrix case (20 GRPO steps) builds a tiny VLM offline whose policy favours the image placeholder token,
+loads it with ``FastVisionModel.from_pretrained`` in 16 bits or 4 bits (bitsandbytes), adds LoRA to vision and
+language layers with Unsloth's gradient checkpointing, and trains through ``trl.GRPOTrainer`` (Unsloth's
+generated class). Every family runs in both precisions; the three import orders rotate over the cases so
+each order runs with each precision. The unpatched controls must crash; the learning proof must learn.
+Run on a GPU machine: ``python -m pytest -m gpu -n 6 tests/gpu`` (Unsloth compiles for ~1-2 minutes per process).
+"""
 
 import pytest
 
 from conftest import ROOT, run_probe
 
 PROBE = str(ROOT / "tests" / "probes" / "unsloth_vision_grpo.py")
+LEARNING_PROBE = str(ROOT / "tests" / "probes" / "unsloth_colour_task.py")
+ORDERS = ("patch_first", "unsloth_first", "trl_then_patch")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3")
 CASES = [
-    ("qwen2_5_vl", "patch_first", "16bit"),
-    ("qwen2_vl", "unsloth_first", "4bit"),
-    ("gemma3", "unsloth_first", "16bit"),
+    (family, ORDERS[(index + offset) % len(ORDERS)], precision)
+    for index, family in enumerate(FAMILIES)
+    for offset, precision in enumerate(("16bit", "4bit"))
 ]
+CHANCE = 1 / 3
+LEARNING = {"gemma3": {"steps": 300, "learning_rate": 1e-3}, "qwen2_5_vl": {"steps": 300, "learning_rate": 1e-3}}
 
 pytestmark = pytest.mark.gpu
 
@@ -32,8 +40,28 @@ def test_patched_unsloth_trainer_survives_placeholder_sampling(family, order, pr
     assert result["vision_grad_missing"] == []
 
 
-def test_unpatched_unsloth_trainer_crashes_on_placeholder_sampling(tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_unpatched_unsloth_trainer_crashes_on_placeholder_sampling(family, tmp_path):
     """The control: the same run without the library hits the measured crash."""
-    result = run_probe([PROBE, "qwen2_5_vl", "patch_first", "none", "stress", "6", "16bit"], tmp_path, timeout=900)
+    result = run_probe([PROBE, family, "patch_first", "none", "stress", "6", "16bit"], tmp_path, timeout=900)
     assert result["outcome"] == "crashed"
     assert "Image features and image tokens do not match" in result["error"]
+
+
+@pytest.mark.parametrize("family", list(LEARNING))
+def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
+    settings = LEARNING[family]
+    result = run_probe([LEARNING_PROBE, family, "full", "images", str(settings["steps"]),
+                        str(settings["learning_rate"])], tmp_path, timeout=900)  # fmt: skip
+    assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
+    assert len(result["rewards"]) == settings["steps"]
+    assert result["first_10"] < CHANCE + 0.15, result["rewards"][:10]
+    assert result["last_20"] >= 0.9, result["rewards"][-20:]
+
+
+@pytest.mark.parametrize("family", list(LEARNING))
+def test_reward_stays_at_chance_with_blank_images_under_unsloth(family, tmp_path):
+    settings = LEARNING[family]
+    result = run_probe([LEARNING_PROBE, family, "full", "blank", str(settings["steps"]),
+                        str(settings["learning_rate"])], tmp_path, timeout=900)  # fmt: skip
+    assert abs(result["last_20"] - CHANCE) < 0.15, result["rewards"][-20:]

@@ -1,7 +1,7 @@
 """Probe (GPU): GRPO through the stock trl.GRPOTrainer with Unsloth's FastVisionModel, as a user runs it.
 
 Usage: unsloth_vision_grpo.py FAMILY ORDER PATCH STRESS STEPS [4bit]
-  ORDER: patch_first | unsloth_first; PATCH: patch | strict | none; STRESS: stress | calm.
+  ORDER: patch_first | unsloth_first | trl_then_patch (``from trl import GRPOTrainer``, patch, then Unsloth); PATCH: patch | strict | none; STRESS: stress | calm.
 The tiny model is built offline, saved, and loaded back with FastVisionModel.from_pretrained.
 Prints ``RESULT <json>``; a training crash is reported in the result, not raised."""
 
@@ -24,7 +24,9 @@ def do_patch():
     result["report_skipped"] = [str(entry) for entry in report.skipped]
 
 
-if patch_mode != "none" and order == "patch_first":
+if order == "trl_then_patch":
+    from trl import GRPOTrainer as _imported_before_unsloth  # noqa: F401
+if patch_mode != "none" and order in ("patch_first", "trl_then_patch"):
     do_patch()
 import unsloth  # noqa: E402,F401
 from unsloth import FastVisionModel  # noqa: E402
@@ -40,7 +42,9 @@ from unsloth_vlm_grpo._vision_tokens import vision_token_ids  # noqa: E402
 from unsloth_vlm_grpo.tiny import build_tiny_vlm, favour_token, solid_image  # noqa: E402
 
 tiny = build_tiny_vlm(family)
-placeholder = tiny.model.config.image_token_id
+config = tiny.model.config
+placeholder = getattr(config, "image_token_id", None) or config.image_token_index
+assert placeholder in vision_token_ids(tiny.model.config, tiny.processor)
 if stress == "stress":
     favour_token(tiny.model, tiny.processor, placeholder)
 directory = tempfile.mkdtemp()
