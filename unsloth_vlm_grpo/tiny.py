@@ -79,15 +79,22 @@ class TinyVLM:
     processor: object
 
 
-def _qwen(family: str, image_size: int):
-    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+def qwen_processor(family: str, image_size: int):
+    """A Qwen2-VL / Qwen2.5-VL processor with a tiny trained tokenizer; images become ``image_size`` squared."""
+    from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     tokenizer = _train_tokenizer(
         _QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
     )
     pixels = image_size * image_size
     image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
-    video_processor = Qwen2VLVideoProcessor()
+    processor_class = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
+    return processor_class(image_processor, tokenizer, Qwen2VLVideoProcessor(), chat_template=_QWEN_CHAT_TEMPLATE)
+
+
+def _qwen(family: str, image_size: int):
+    processor = qwen_processor(family, image_size)
+    tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}
     text = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -101,45 +108,47 @@ def _qwen(family: str, image_size: int):
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
     )  # fmt: skip
     if family == "qwen2_vl":
-        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+        from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
         vision = dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
                       spatial_merge_size=2, temporal_patch_size=2, in_channels=3)  # fmt: skip
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **token_ids)
         model = Qwen2VLForConditionalGeneration(config)
-        processor = Qwen2VLProcessor(image_processor, tokenizer, video_processor, chat_template=_QWEN_CHAT_TEMPLATE)
     else:
-        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+        from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
         vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
                       patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
                       fullatt_block_indexes=[1], in_channels=3)  # fmt: skip
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
         model = Qwen2_5_VLForConditionalGeneration(config)
-        processor = Qwen2_5_VLProcessor(
-            image_processor, tokenizer, video_processor, chat_template=_QWEN_CHAT_TEMPLATE
-        )
     return model, processor
 
 
-def _gemma3(image_size: int):
-    from transformers import (
-        Gemma3Config,
-        Gemma3ForConditionalGeneration,
-        Gemma3ImageProcessor,
-        Gemma3Processor,
-    )
+def gemma3_processor(image_size: int, mm_tokens_per_image: int):
+    """A Gemma 3 processor with a tiny trained tokenizer; images become ``image_size`` squared."""
+    from transformers import Gemma3ImageProcessor, Gemma3Processor
 
     tokenizer = _train_tokenizer(
         _GEMMA_SPECIALS, 320, bos_token="<bos>", eos_token="<end_of_turn>", pad_token="<pad>", unk_token="<unk>",
         extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
                               "image_token": "<image_soft_token>"},
     )  # fmt: skip
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _GEMMA_SPECIALS}
+    image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
+    return Gemma3Processor(
+        image_processor, tokenizer, chat_template=_GEMMA_CHAT_TEMPLATE, image_seq_length=mm_tokens_per_image
+    )
+
+
+def _gemma3(image_size: int):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration
+
     patch = 14
     tokens_per_side = image_size // patch
     mm_tokens_per_image = (tokens_per_side // 2) ** 2
-    image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
+    processor = gemma3_processor(image_size, mm_tokens_per_image)
+    tokenizer = processor.tokenizer
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _GEMMA_SPECIALS}
     text = dict(
         vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
@@ -158,9 +167,6 @@ def _gemma3(image_size: int):
     with torch.no_grad():
         projection = model.model.multi_modal_projector.mm_input_projection_weight
         projection.normal_(0.0, 0.02)
-    processor = Gemma3Processor(
-        image_processor, tokenizer, chat_template=_GEMMA_CHAT_TEMPLATE, image_seq_length=mm_tokens_per_image
-    )
     return model, processor
 
 

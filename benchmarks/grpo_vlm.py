@@ -1,0 +1,358 @@
+"""GRPO speed and memory for a vision-language model: plain TRL vs Unsloth vs Unsloth + unsloth_vlm_grpo.
+
+    python benchmarks/grpo_vlm.py --model qwen2_5_vl_3b --configs a,b,c,d
+
+Configurations, each in a fresh subprocess of its own (``--child CONFIG``) and working directory:
+  a  plain TRL GRPOTrainer + transformers model + PEFT bf16 LoRA (unsloth is never imported)
+  b  Unsloth's generated trainer + FastVisionModel, without unsloth_vlm_grpo (a crash is a result)
+  c  Unsloth + unsloth_vlm_grpo.patch(), 16-bit LoRA
+  d  Unsloth + unsloth_vlm_grpo.patch(), 4-bit QLoRA (bitsandbytes)
+The random-weight model is built once (on the GPU) and saved to --cache-dir; every configuration loads it.
+Each child prints ``RESULT <json>``; the parent writes results.json and results.md to --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(HERE), str(ROOT)]  # benchmark this checkout's unsloth_vlm_grpo
+
+from _presets import PRESETS, meta_parameter_counts, save_preset  # noqa: E402
+from _report import CONFIGS, PEAK_BF16_FLOPS, report  # noqa: E402
+
+GIB = 2**30
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=sorted(PRESETS), default="qwen2_5_vl_3b")
+    parser.add_argument("--configs", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
+    parser.add_argument("--batch-size", type=int, default=8, help="per-device batch (completions per step)")
+    parser.add_argument("--num-generations", type=int, default=8)
+    parser.add_argument("--completion-length", type=int, default=128, help="every completion is exactly this long")
+    parser.add_argument("--warmup-steps", type=int, default=2, help="steps run before measuring (compilation)")
+    parser.add_argument("--measured-steps", type=int, default=3)
+    parser.add_argument("--learning-rate", type=float, default=1e-5)
+    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-alpha", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--timeout", type=int, default=900, help="seconds per configuration")
+    parser.add_argument("--cache-dir", default="/tmp/bench_models", help="random models are saved here once")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the cached random model")
+    parser.add_argument("--output-dir", default="./benchmark_results")
+    parser.add_argument("--bandwidth", type=float, default=None, help="memory bandwidth, bytes/s (default: by GPU)")
+    parser.add_argument("--peak-flops", type=float, default=PEAK_BF16_FLOPS, help="bf16 FLOP/s for the floor")
+    parser.add_argument("--count-params", action="store_true", help="print the preset's parameter count and exit")
+    parser.add_argument("--child", choices=(*CONFIGS, "build"), help=argparse.SUPPRESS)
+    parser.add_argument("--model-dir", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.cache_dir = str(Path(args.cache_dir).resolve())
+    args.output_dir = str(Path(args.output_dir).resolve())
+    args.configs = [name.strip() for name in args.configs.split(",") if name.strip()]
+    unknown = sorted(set(args.configs) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configuration(s) {unknown}; choose from a,b,c,d")
+    if args.device is None:
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return args
+
+
+# ---------------------------------------------------------------- child: one configuration, one process
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def _time_on_instance(trainer, name: str, device: str, seconds: dict[int, float]) -> None:
+    """Replace ``trainer.<name>`` (on the instance, for TRL's and Unsloth's class alike) with a timed call.
+
+    Time is added to ``seconds[global step]``, with the GPU synchronised around the call.
+    """
+    method = getattr(trainer, name)
+
+    @functools.wraps(method)
+    def timed(*args, **kwargs):
+        _sync(device)
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _sync(device)
+            step = trainer.state.global_step
+            seconds[step] = seconds.get(step, 0.0) + time.perf_counter() - start
+
+    setattr(trainer, name, timed)
+
+
+def _step_timer(device: str, seconds: dict[int, float]):
+    """A callback timing each optimizer step, on_step_begin to on_step_end (training_step + optimizer)."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            _sync(device)
+            self.start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            _sync(device)
+            seconds[state.global_step - 1] = time.perf_counter() - self.start
+
+    return StepTimer()
+
+
+def distinct_tokens_reward(completions, completion_ids=None, **kwargs) -> list[float]:
+    """Cheap reward with a spread: distinct token ids per completion. Every completion has the same length
+    (EOS is suppressed), so a length reward would be constant; the tiny tokenizer decodes few of a real-size
+    vocabulary's ids, so text is not used when ids are given. TRL passes conversational completions as
+    message lists, Unsloth's class plain strings: both are handled."""
+    if completion_ids is not None:
+        return [float(len(set(ids))) for ids in completion_ids]
+    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    return [float(len(set(text))) for text in texts]
+
+
+def _noise_dataset(rows: int, size: int, seed: int):
+    import numpy as np
+    from datasets import Dataset
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Describe the image."}]}]
+    images = [Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)) for _ in range(rows)]
+    return Dataset.from_list([{"prompt": prompt, "image": image} for image in images])
+
+
+def _load_plain(args, meta):
+    """Config a: transformers model + PEFT LoRA on the linear layers Unsloth's get_peft_model picks."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    device_map = {"": args.device} if args.device == "cuda" else None
+    model = AutoModelForImageTextToText.from_pretrained(args.model_dir, dtype=torch.bfloat16, device_map=device_map)
+    processor = AutoProcessor.from_pretrained(args.model_dir)
+    head = model.get_output_embeddings()
+    # Unsloth targets every linear layer of vision and language blocks; Qwen's vision merger (two linears
+    # outside the blocks) and the LM head are not targeted (checked against unsloth_zoo.get_peft_regex).
+    targets = [name for name, module in model.named_modules()
+               if isinstance(module, torch.nn.Linear) and module is not head and ".merger." not in name]  # fmt: skip
+    torch.manual_seed(args.seed)
+    config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules=targets)
+    return get_peft_model(model, config), processor
+
+
+def _load_unsloth(args, config_name: str):
+    """Configs b, c, d: FastVisionModel with LoRA on vision and language attention + MLP layers."""
+    if config_name in ("c", "d"):
+        import unsloth_vlm_grpo
+
+        unsloth_vlm_grpo.patch()
+    import torch
+    import unsloth  # noqa: F401  (before trl's names: trl.GRPOTrainer becomes Unsloth's generated class)
+    from unsloth import FastVisionModel
+
+    model, processor = FastVisionModel.from_pretrained(
+        args.model_dir, load_in_4bit=config_name == "d", dtype=torch.bfloat16, full_finetuning=False
+    )
+    model = FastVisionModel.get_peft_model(
+        model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
+        finetune_mlp_modules=True, r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0, bias="none",
+        random_state=args.seed, use_gradient_checkpointing="unsloth",
+    )  # fmt: skip
+    return model, processor
+
+
+def _grpo_config(args, meta, output_dir: str):
+    from trl import GRPOConfig
+
+    generation_kwargs = {"min_new_tokens": args.completion_length, "suppress_tokens": meta["suppress_tokens"]}
+    return GRPOConfig(
+        output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
+        gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=args.completion_length,
+        generation_kwargs=generation_kwargs, max_steps=args.warmup_steps + args.measured_steps,
+        learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, beta=0.0,
+        optim="adamw_torch", bf16=True, gradient_checkpointing=True, temperature=1.0, use_vllm=False,
+        seed=args.seed, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        use_cpu=args.device == "cpu",
+    )  # fmt: skip
+
+
+_CHECKED_ARGS = ("per_device_train_batch_size", "num_generations", "gradient_accumulation_steps",
+                 "steps_per_generation", "max_completion_length", "generation_kwargs", "learning_rate", "beta",
+                 "optim", "bf16", "gradient_checkpointing", "temperature", "seed", "max_steps", "loss_type")  # fmt: skip
+
+
+def run_child(args) -> dict:
+    """Train one configuration; every figure comes back as the child's result (a crash too)."""
+    result = {"config": args.child, "stage": "load"}
+    try:
+        meta = json.loads((Path(args.model_dir) / "bench_meta.json").read_text())
+        if args.child == "a":
+            model, processor = _load_plain(args, meta)
+        else:
+            model, processor = _load_unsloth(args, args.child)
+        import torch
+        from trl import GRPOTrainer
+
+        result["lora_modules"] = sum(1 for name, _ in model.named_modules() if name.endswith("lora_A"))
+        result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        rows = (args.warmup_steps + args.measured_steps) * max(1, args.batch_size // args.num_generations)
+        trainer = GRPOTrainer(
+            model=model, processing_class=processor, reward_funcs=distinct_tokens_reward,
+            args=_grpo_config(args, meta, str(Path.cwd() / "trainer_output")),
+            train_dataset=_noise_dataset(rows, meta["image_size"], args.seed),
+        )  # fmt: skip
+        result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
+        result["args"] = {name: getattr(trainer.args, name, None) for name in _CHECKED_ARGS}
+        timings = {name: {} for name in ("_generate", "_generate_single_turn", "_generate_and_score_completions")}
+        for name, seconds in timings.items():
+            _time_on_instance(trainer, name, args.device, seconds)
+        step_seconds: dict[int, float] = {}
+        trainer.add_callback(_step_timer(args.device, step_seconds))
+        if args.device == "cuda":
+            result["device_name"] = torch.cuda.get_device_name()
+            result["memory_after_load_gib"] = torch.cuda.memory_allocated() / GIB
+            torch.cuda.reset_peak_memory_stats()
+        result["stage"] = "train"
+        trainer.train()
+        result["stage"] = "done"
+        result["status"] = "ok"
+        if args.device == "cuda":
+            result["peak_allocated_gib"] = torch.cuda.max_memory_allocated() / GIB
+            result["peak_reserved_gib"] = torch.cuda.max_memory_reserved() / GIB
+        logs = {entry["step"]: entry for entry in trainer.state.log_history if "completions/mean_length" in entry}
+        measured = range(args.warmup_steps, args.warmup_steps + args.measured_steps)  # 0-based step indices
+        result["steps"] = [
+            {
+                "seconds": step_seconds[i],
+                "generate": timings["_generate"].get(i, 0.0),
+                "decode": timings["_generate_single_turn"].get(i, 0.0),
+                "generate_and_score": timings["_generate_and_score_completions"].get(i, 0.0),
+                "completions": args.batch_size,
+                "completion_mean_length": logs[i + 1]["completions/mean_length"],
+                "completion_min_length": logs[i + 1]["completions/min_length"],
+                "completion_max_length": logs[i + 1]["completions/max_length"],
+                "tokens": logs[i + 1]["num_tokens"] - (logs[i]["num_tokens"] if i in logs else 0),
+            }
+            for i in measured
+        ]
+        result["warmup_seconds"] = [step_seconds.get(i) for i in range(args.warmup_steps)]
+    except Exception as error:  # noqa: BLE001 - a crash is a benchmark result (config b may crash)
+        result["status"] = "crashed"
+        result["error"] = f"{type(error).__name__}: {error}"[:600]
+        result["traceback_tail"] = traceback.format_exc()[-2000:]
+    result["unsloth_imported"] = "unsloth" in sys.modules
+    library = sys.modules.get("unsloth_vlm_grpo")
+    result["unsloth_vlm_grpo_patched"] = library is not None and library.is_patched()
+    return result
+
+
+# ---------------------------------------------------------------- parent: build, run, then report
+
+
+def _child_env(args, workdir: Path) -> dict[str, str]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+           "UNSLOTH_COMPILE_LOCATION": str(workdir / "unsloth_compiled_cache"),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    if args.device == "cpu":
+        env["TRITON_INTERPRET"] = "1"  # TRL's fused log-prob kernel is Triton; config a stays unpatched
+    return env
+
+
+def _run_subprocess(args, child: str, workdir: Path, log_path: Path, extra: list[str]) -> dict:
+    """Run ``--child CHILD``; its RESULT, or a crash/timeout row with the error found in its output."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--cache-dir", args.cache_dir,
+               "--device", args.device, "--child", child, *extra]  # fmt: skip
+    started = time.perf_counter()
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=workdir, env=_child_env(args, workdir), stdout=subprocess.PIPE,
+                                   stderr=log, text=True, start_new_session=True)  # fmt: skip
+        try:
+            stdout, _ = process.communicate(timeout=args.timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, 9)  # the child and anything it started (compile workers)
+            stdout, _ = process.communicate()
+            log.write(stdout)
+            return {"config": child, "status": "timeout", "error": f"no result within {args.timeout} s"}
+        log.write(stdout)
+    for line in stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = json.loads(line[len("RESULT ") :])
+            result["wall_seconds"] = time.perf_counter() - started
+            return result
+    lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+    errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+    return {"config": child, "status": "crashed", "error": (errors or lines or ["no output"])[-1][:600],
+            "returncode": process.returncode}  # fmt: skip
+
+
+def _ensure_model(args, scratch: Path) -> dict:
+    directory = Path(args.cache_dir) / args.model
+    meta_path = directory / "bench_meta.json"
+    if meta_path.exists() and not args.rebuild:
+        return json.loads(meta_path.read_text())
+    print(f"Building random {args.model} in {directory} (once) ...", flush=True)
+    build = _run_subprocess(args, "build", scratch / "build", Path(args.output_dir) / "logs" / "build.log", [])
+    if build.get("status") != "ok":
+        raise SystemExit(f"could not build {args.model}: {build.get('error')}")
+    return json.loads(meta_path.read_text())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    preset = PRESETS[args.model]
+    if args.count_params:
+        counts = meta_parameter_counts(preset)
+        print(json.dumps({"model": args.model, **counts, "total_billions": round(counts["total"] / 1e9, 3)}))
+        return 0
+    if args.child == "build":
+        meta = save_preset(preset, Path(args.cache_dir) / args.model, args.device)
+        print("RESULT " + json.dumps({"config": "build", "status": "ok", **meta}), flush=True)
+        return 0
+    if args.child:
+        print("RESULT " + json.dumps(run_child(args), default=str), flush=True)
+        return 0
+    if args.device == "cpu" and preset.real_shapes:
+        raise SystemExit(f"--model {args.model} needs a CUDA GPU; on CPU use tiny-qwen2_5_vl or tiny-gemma3")
+    Path(args.output_dir, "logs").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="grpo_vlm_bench_"))  # one working directory per child
+    meta = _ensure_model(args, scratch)
+    model_dir = str(Path(args.cache_dir) / args.model)
+    results = []
+    for name in args.configs:
+        if args.device == "cpu" and name != "a":
+            print(f"({name}) skipped: needs a CUDA GPU (Unsloth's FastVisionModel has no CPU backend)", flush=True)
+            results.append({"config": name, "status": "skipped", "error": "needs a CUDA GPU"})
+            continue
+        print(f"({name}) {CONFIGS[name]} ...", flush=True)
+        log_path = Path(args.output_dir) / "logs" / f"{name}.log"
+        result = _run_subprocess(args, name, scratch / name, log_path, ["--model-dir", model_dir])
+        print(f"({name}) {result['status']}" + (f": {result.get('error')}" if result["status"] != "ok" else ""))
+        results.append(result)
+    report(args, meta, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

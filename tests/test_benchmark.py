@@ -1,0 +1,33 @@
+"""benchmarks/grpo_vlm.py runs configuration (a) on CPU end to end (tiny preset) and reports a sane split."""
+
+import json
+import math
+
+from conftest import ROOT, run_python
+
+SCRIPT = str(ROOT / "benchmarks" / "grpo_vlm.py")
+
+
+def test_benchmark_tiny_plain_trl_on_cpu(tmp_path):
+    process = run_python(
+        [SCRIPT, "--model", "tiny-qwen2_5_vl", "--configs", "a,c", "--device", "cpu", "--batch-size", "4",
+         "--num-generations", "4", "--completion-length", "8", "--warmup-steps", "1", "--measured-steps", "1",
+         "--cache-dir", str(tmp_path / "models"), "--output-dir", str(tmp_path / "out"), "--bandwidth", "1e11"],
+        tmp_path, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, timeout=300,
+    )  # fmt: skip
+    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    plain, patched = report["results"]
+    assert plain["status"] == "ok", plain
+    assert plain["unsloth_imported"] is False and plain["unsloth_vlm_grpo_patched"] is False
+    assert patched == {"config": "c", "status": "skipped", "error": "needs a CUDA GPU"}
+    summary = report["summaries"]["a"]
+    assert math.isfinite(summary["tokens_per_second"]) and summary["tokens_per_second"] > 0
+    parts = summary["generation_seconds"] + summary["scoring_seconds"] + summary["train_seconds"]
+    assert min(summary["generation_seconds"], summary["scoring_seconds"], summary["train_seconds"]) >= 0
+    assert math.isclose(parts, summary["seconds_per_step"], rel_tol=0.05)
+    assert summary["completion_lengths"] == [8]
+    assert plain["args"]["gradient_accumulation_steps"] == 1 and plain["lora_modules"] > 0
+    assert report["floor"]["seconds"] > 0
+    markdown = (tmp_path / "out" / "results.md").read_text()
+    assert "| (a) TRL + PEFT bf16 LoRA (no Unsloth) | ok |" in markdown and markdown in process.stdout
