@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3", "mllama")
 
 _CORPUS = (
     "What colour is the square? Answer with one word. red green blue yellow black white purple orange "
@@ -170,6 +170,62 @@ def _gemma3(image_size: int):
     return model, processor
 
 
+_MLLAMA_SPECIALS = [
+    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
+    "<|finetune_right_pad_id|>", "<|python_tag|>", "<|image|>",
+]  # fmt: skip
+
+# Llama 3.2 Vision's chat format, without its system-prompt and tool boilerplate.
+_MLLAMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}<|start_header_id|>{{ message['role'] }}<|end_header_id|>\n\n"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<|image|>"
+    "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<|eot_id|>{% endfor %}"
+    "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+)
+
+
+def _mllama(image_size: int, max_image_tiles: int = 2):
+    """Llama 3.2 Vision: a cross-attention VLM. ``<|image|>`` is one token per image, inside the vocabulary
+    (real checkpoints put it just past the LM head, where it cannot be sampled) so the stress tests can
+    push the policy to emit it."""
+    from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessor, MllamaProcessor
+
+    tokenizer = _train_tokenizer(
+        _MLLAMA_SPECIALS, 320, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>", unk_token=None,
+    )  # fmt: skip
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _MLLAMA_SPECIALS}
+    image_processor = MllamaImageProcessor(
+        size={"height": image_size, "width": image_size}, max_image_tiles=max_image_tiles
+    )
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
+        cross_attention_layers=[1], num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, bos_token_id=ids["<|begin_of_text|>"],
+        eos_token_id=ids["<|eot_id|>"], pad_token_id=ids["<|finetune_right_pad_id|>"],
+    )  # fmt: skip
+    aspect_ratios = [[h, w] for w in range(1, max_image_tiles + 1) for h in range(1, max_image_tiles + 1)
+                     if h * w <= max_image_tiles]  # fmt: skip
+    vision = dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_global_layers=1, attention_heads=4,
+        image_size=image_size, patch_size=14, max_num_tiles=max_image_tiles, intermediate_layers_indices=[0],
+        vision_output_dim=128, supported_aspect_ratios=aspect_ratios,
+    )  # fmt: skip
+    config = MllamaConfig(text_config=text, vision_config=vision, image_token_index=ids["<|image|>"])
+    model = MllamaForConditionalGeneration(config)
+    # Mllama's tanh gates start at zero: the cross-attention layers would ignore the image, and the vision tower
+    # its tile and position embeddings. Open them (the Gemma 3 projector problem, ../shared/FINDINGS.md).
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith(("gate", "_gate")) and not parameter.any():
+                parameter.fill_(1.0)
+    processor = MllamaProcessor(image_processor, tokenizer, chat_template=_MLLAMA_CHAT_TEMPLATE)
+    return model, processor
+
+
 def solid_image(rgb: tuple[int, int, int], size: int = 56) -> Image.Image:
     return Image.new("RGB", (size, size), rgb)
 
@@ -202,7 +258,10 @@ def build_tiny_vlm(family: str = "qwen2_5_vl", seed: int = 0, image_size: int = 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     torch.manual_seed(seed)
-    model, processor = _gemma3(image_size) if family == "gemma3" else _qwen(family, image_size)
+    if family == "mllama":
+        model, processor = _mllama(image_size)
+    else:
+        model, processor = _gemma3(image_size) if family == "gemma3" else _qwen(family, image_size)
     model.eval()
     if not image_changes_logits(model, processor, image_size):
         raise RuntimeError(f"tiny {family} model ignores its image input: its vision path is cut")

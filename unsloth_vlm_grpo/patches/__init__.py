@@ -9,6 +9,8 @@ from . import (
     image_batch_normalisation,
     image_dataset_check,
     mixed_image_batches,
+    mllama_cross_attention_mask,
+    mllama_scoring_inputs,
     placeholder_neutralisation,
     placeholder_suppression,
     reward_rows,
@@ -24,4 +26,6 @@ ALL_PATCHES = (
     image_batch_normalisation.PATCH,
     mixed_image_batches.PATCH,
     reward_rows.PATCH,
+    mllama_cross_attention_mask.PATCH,
+    mllama_scoring_inputs.PATCH,
 )

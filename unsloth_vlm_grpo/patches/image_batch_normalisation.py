@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._images import check_row, load_image, row_images, to_rgb
+from . import mllama_scoring_inputs
 
 
 def normalise_row(row: dict) -> dict:
@@ -32,10 +33,14 @@ def _normalise_then_generate(wrapped, trainer, args, kwargs):
     if not getattr(trainer, "_is_vlm", False):
         return wrapped(*args, **kwargs)
     if args:
-        args = ([normalise_row(row) for row in args[0]], *args[1:])
+        rows = [normalise_row(row) for row in args[0]]
+        args = (rows, *args[1:])
     else:
-        kwargs = {**kwargs, "inputs": [normalise_row(row) for row in kwargs["inputs"]]}
-    return wrapped(*args, **kwargs)
+        rows = [normalise_row(row) for row in kwargs["inputs"]]
+        kwargs = {**kwargs, "inputs": rows}
+    output = wrapped(*args, **kwargs)
+    # The engine allows one wrapper per target: mllama_scoring_inputs' part of this method runs here.
+    return mllama_scoring_inputs.carry_into_batch(trainer, rows, output)
 
 
 PATCH = Patch(

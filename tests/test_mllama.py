@@ -1,0 +1,190 @@
+"""Llama 3.2 Vision (mllama) through the patched stock trl.GRPOTrainer, on a tiny model built offline.
+
+Mllama is a cross-attention VLM: one ``<|image|>`` token per image, ``aspect_ratio_ids``/``aspect_ratio_mask``
+for the tiles and a ``cross_attention_mask`` saying which tokens see which images. TRL 1.15 forwards none of
+them to its scoring forwards, and the processor's mask ignores TRL's left padding."""
+
+import pytest
+import torch
+from datasets import Dataset
+from trl import GRPOTrainer
+
+import unsloth_vlm_grpo
+from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
+from test_grpo_options import VISION_AND_LANGUAGE_LORA
+from unsloth_vlm_grpo._mllama import cross_attention_mask_from_ids, tiles_of
+from unsloth_vlm_grpo.tiny import favour_token, solid_image
+
+
+@pytest.fixture
+def patched():
+    unsloth_vlm_grpo.patch()
+    yield
+    unsloth_vlm_grpo.unpatch()
+
+
+@pytest.fixture
+def tiny(tiny_factory):
+    return tiny_factory("mllama")  # asserts that logits depend on the image
+
+
+def _prompt(images: int, question: str = "What colour is it?"):
+    return [{"role": "user", "content": [*([{"type": "image"}] * images), {"type": "text", "text": question}]}]
+
+
+def multi_image_dataset(rows: int = 8) -> Dataset:
+    """Rows with one and with two images, so prompt lengths differ and TRL left-pads the shorter ones."""
+    names = list(COLOURS)
+    records = []
+    for index in range(rows):
+        count = 1 + index % 2
+        images = [solid_image(COLOURS[names[(index + k) % len(names)]]) for k in range(count)]
+        question = "Which colours?" if count == 2 else "What colour is the square in this picture, please?"
+        records.append({"prompt": _prompt(count, question), "images": images, "answer": names[index % 4]})
+    return Dataset.from_list(records)
+
+
+def _trainer(tiny, output_dir, dataset=None, peft_config=None, **config):
+    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
+                       args=grpo_config(output_dir, **config), train_dataset=dataset or colour_dataset(),
+                       peft_config=peft_config)  # fmt: skip
+
+
+def test_grpo_run_moves_the_weights(patched, tiny, tmp_path):
+    before = weights_of(tiny.model)
+    trainer = _trainer(tiny, tmp_path)
+    trainer.train()
+    assert len(logged_losses(trainer)) == 2
+    assert not torch.equal(before, weights_of(tiny.model))
+
+
+def test_reference_forward_with_lora_and_beta(patched, tiny, tmp_path):
+    """beta > 0 adds the reference forward (the adapter disabled), which TRL calls with the processor's
+    mllama fields as keywords: "unexpected keyword argument 'cross_attention_mask'" without the patch."""
+    trainer = _trainer(tiny, tmp_path, peft_config=VISION_AND_LANGUAGE_LORA, beta=0.04)
+    before = weights_of(trainer.model)
+    trainer.train()
+    assert len(logged_losses(trainer)) == 2
+    assert not torch.equal(before, weights_of(trainer.model))
+
+
+def test_unpatched_loss_forward_lacks_the_aspect_ratio_ids(tiny, tmp_path):
+    """The control: TRL 1.15 alone (with only the CPU log-prob fallback) cannot score an mllama batch."""
+    from unsloth_vlm_grpo.patches import ALL_PATCHES
+
+    mllama_patches = {"mllama_cross_attention_mask", "mllama_scoring_inputs"}
+    unsloth_vlm_grpo._engine.apply(tuple(p for p in ALL_PATCHES if p.name not in mllama_patches), strict=True)
+    try:
+        trainer = _trainer(tiny, tmp_path, max_steps=1)
+        with pytest.raises(ValueError, match="aspect_ratio_ids` must be provided"):
+            trainer.train()
+    finally:
+        unsloth_vlm_grpo.unpatch()
+
+
+def test_multi_image_rows_of_different_lengths_train(patched, tiny, tmp_path):
+    trainer = _trainer(tiny, tmp_path, dataset=multi_image_dataset(), max_steps=3, num_iterations=2,
+                       per_device_train_batch_size=4, gradient_accumulation_steps=2)  # fmt: skip
+    trainer.train()
+    assert len(logged_losses(trainer)) == 3
+
+
+def test_placeholder_pressure_for_10_steps(patched, tiny, tmp_path):
+    image_token = tiny.model.config.image_token_index
+    favour_token(tiny.model, tiny.processor, image_token)
+    inputs = tiny.processor(images=[solid_image((0, 0, 255))], text=[tiny.processor.apply_chat_template(
+        [_prompt(1, "Hi")], add_generation_prompt=True)[0]], return_tensors="pt")  # fmt: skip
+    with torch.no_grad():
+        assert tiny.model(**inputs).logits[0, -1].argmax().item() == image_token  # the pressure is real
+    trainer = _trainer(tiny, tmp_path, max_steps=10)
+    trainer.train()
+    assert len(logged_losses(trainer)) == 10
+    neutralised = [entry["vision_tokens/neutralised"] for entry in trainer.state.log_history if "loss" in entry]
+    assert sum(neutralised) == 0  # suppressed at generation, not just neutralised afterwards
+
+
+@pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
+def test_every_vision_lora_matrix_gets_a_gradient(patched, tiny, tmp_path, reentrant):
+    trainer = _trainer(tiny, tmp_path, peft_config=VISION_AND_LANGUAGE_LORA, max_steps=3,
+                       gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
+        trainer.train()
+    assert len(gradients.norms) >= 20
+    assert gradients.missing == []
+
+
+def _left_padded_batch(tiny, last_rgb=(0, 255, 0)):
+    """A long one-image prompt and a shorter two-image prompt, whose mask the processor lays out unpadded
+    (its last image's range then stops short of the padded row's end) and left-padded."""
+    processor = tiny.processor
+    texts = [processor.apply_chat_template([_prompt(1, "What colour is the square in this picture?")],
+                                           add_generation_prompt=True)[0],
+             processor.apply_chat_template([_prompt(2, "Hi")], add_generation_prompt=True)[0]]  # fmt: skip
+    images = [[solid_image((255, 0, 0))], [solid_image((0, 0, 255)), solid_image(last_rgb)]]
+    unpadded = processor(images=images, text=texts, return_tensors="pt", padding=True)
+    processor.tokenizer.padding_side = "left"
+    padded = processor(images=images, text=texts, return_tensors="pt", padding=True)
+    processor.tokenizer.padding_side = "right"
+    return unpadded, padded
+
+
+def test_rebuilt_mask_matches_the_processor_and_extends_over_the_completion(tiny):
+    unpadded, padded = _left_padded_batch(tiny)
+    image_token = tiny.model.config.image_token_index
+    # TRL's generation call: no padding, so the processor's mask is laid out for unpadded rows.
+    rebuilt = cross_attention_mask_from_ids(padded["input_ids"], tiles_of(unpadded["cross_attention_mask"]), image_token)
+    assert torch.equal(rebuilt, padded["cross_attention_mask"])
+    assert not torch.equal(unpadded["cross_attention_mask"], padded["cross_attention_mask"])  # the bug it fixes
+    completion = torch.full((2, 5), 9)
+    extended = cross_attention_mask_from_ids(torch.cat([padded["input_ids"], completion], 1), tiles_of(rebuilt),
+                                             image_token)  # fmt: skip
+    last_prompt = extended[:, padded["input_ids"].size(1) - 1]
+    for position in range(padded["input_ids"].size(1), extended.size(1)):
+        assert torch.equal(extended[:, position], last_prompt)  # completion sees what the last prompt token saw
+    # Consecutive image tokens form one group: the short row's completion sees both of its images.
+    assert extended[0, -1, 0].sum() > 0 and extended[1, -1, 0].sum() > 0 and extended[1, -1, 1].sum() > 0
+
+
+def test_generation_with_left_padding_matches_a_full_forward(patched, tiny):
+    """Greedy generation over a left-padded batch gives, at every generated position, the logits of one
+    forward over prompt+completion: the incremental mask (generation) and the scoring mask agree. As in
+    TRL's generation call, the ids are left-padded but the processor's mask is laid out unpadded."""
+    unpadded, padded = _left_padded_batch(tiny)
+    model = tiny.model
+    generation_inputs = {**padded, "cross_attention_mask": unpadded["cross_attention_mask"]}
+    prompt = padded["input_ids"]
+    with torch.no_grad():
+        out = model.generate(**generation_inputs, max_new_tokens=4, do_sample=False, output_scores=True,
+                             return_dict_in_generate=True, pad_token_id=tiny.processor.tokenizer.pad_token_id)
+        full = out.sequences
+        mask = torch.cat([padded["attention_mask"], torch.ones_like(full[:, prompt.size(1):])], 1)
+        logits = model(input_ids=full, attention_mask=mask, pixel_values=padded["pixel_values"],
+                       aspect_ratio_ids=padded["aspect_ratio_ids"], aspect_ratio_mask=padded["aspect_ratio_mask"],
+                       cross_attention_mask=unpadded["cross_attention_mask"]).logits  # fmt: skip
+    for step, scores in enumerate(out.scores):
+        torch.testing.assert_close(scores, logits[:, prompt.size(1) - 1 + step], atol=1e-4, rtol=1e-4)
+
+
+def _first_scores(tiny, mask_layout):
+    unpadded, padded = _left_padded_batch(tiny)
+    # TRL's generation inputs are left-padded ids with the mask of the processor's unpadded call.
+    mask = {"unpadded": unpadded, "padded": padded}[mask_layout]["cross_attention_mask"]
+    with torch.no_grad():
+        out = tiny.model.generate(**{**padded, "cross_attention_mask": mask}, max_new_tokens=1, do_sample=False,
+                                  output_scores=True, return_dict_in_generate=True,
+                                  pad_token_id=tiny.processor.tokenizer.pad_token_id)  # fmt: skip
+    return out.scores[0]
+
+
+def test_unpatched_generation_misreads_the_processor_mask(tiny):
+    """The control: unpatched, the processor's unpadded mask shifts the shorter row's image range, whose last
+    prompt token (so its whole completion) then attends to no image: its logits differ from those with a
+    mask laid out for the left-padded ids. The longest row (no padding) is unaffected."""
+    unsloth_vlm_grpo.unpatch()
+    misread, aligned = _first_scores(tiny, "unpadded"), _first_scores(tiny, "padded")
+    torch.testing.assert_close(misread[0], aligned[0])
+    assert not torch.allclose(misread[1], aligned[1], atol=1e-4)
+
+
+def test_patched_generation_aligns_the_processor_mask(patched, tiny):
+    torch.testing.assert_close(_first_scores(tiny, "unpadded"), _first_scores(tiny, "padded"))
