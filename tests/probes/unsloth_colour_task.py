@@ -10,6 +10,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 
 family, mode, images, steps = sys.argv[1:5]
 learning_rate = float(sys.argv[5]) if len(sys.argv) > 5 else 1e-3
@@ -20,6 +21,7 @@ import unsloth_vlm_grpo  # noqa: E402
 unsloth_vlm_grpo.patch(strict=True)
 import unsloth  # noqa: E402,F401
 import torch  # noqa: E402
+from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from unsloth import FastVisionModel  # noqa: E402
 
@@ -46,15 +48,27 @@ args = GRPOConfig(
     lr_scheduler_type="cosine", warmup_steps=20, beta=0.0, logging_steps=1, report_to="none", save_strategy="no",
     seed=0, optim="adamw_torch", bf16=torch.cuda.is_bf16_supported(), disable_tqdm=True,
 )  # fmt: skip
+
+
+class Progress(TrainerCallback):
+    """A line every 25 steps, so a run cut off by a time limit still shows how far it got."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "reward" in logs and state.global_step % 25 == 0:
+            print(f"step {state.global_step} reward {logs['reward']:.3f} at {time.perf_counter() - started:.0f}s",
+                  flush=True)
+
+
 trainer = GRPOTrainer(
     model=model, processing_class=processor, reward_funcs=exact_colour_reward, args=args,
-    train_dataset=colour_dataset(rows=600, blank=images == "blank", seed=0),
+    train_dataset=colour_dataset(rows=600, blank=images == "blank", seed=0), callbacks=[Progress()],
 )  # fmt: skip
+started = time.perf_counter()
 trainer.train()
 rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
 result = {
     "family": family, "mode": mode, "images": images, "learning_rate": learning_rate,
     "trainer_class": f"{type(trainer).__module__}.{type(trainer).__qualname__}", "rewards": rewards,
-    "first_10": sum(rewards[:10]) / 10, "last_20": sum(rewards[-20:]) / 20,
+    "first_10": sum(rewards[:10]) / 10, "seconds": time.perf_counter() - started, "last_20": sum(rewards[-20:]) / 20,
 }  # fmt: skip
 print("RESULT " + json.dumps(result))
