@@ -350,6 +350,8 @@ def main(argv=None) -> int:
         result = _run_subprocess(args, name, scratch / name, log_path, ["--model-dir", model_dir])
         print(f"({name}) {result['status']}" + (f": {result.get('error')}" if result["status"] != "ok" else ""))
         results.append(result)
+        # Kept after every configuration, so a run cut off by a time limit still leaves what it measured.
+        Path(args.output_dir, "results_partial.json").write_text(json.dumps(results, indent=2, default=str))
     report(args, meta, results)
     return 0
 
