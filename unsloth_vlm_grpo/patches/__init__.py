@@ -9,6 +9,8 @@ from . import (
     image_batch_normalisation,
     image_dataset_check,
     mixed_image_batches,
+    per_sample_pixel_values_scoring,
+    per_sample_pixel_values_shuffling,
     placeholder_neutralisation,
     placeholder_suppression,
     unsloth_trainer_regeneration,
@@ -22,4 +24,6 @@ ALL_PATCHES = (
     image_dataset_check.PATCH,
     image_batch_normalisation.PATCH,
     mixed_image_batches.PATCH,
+    per_sample_pixel_values_scoring.PATCH,
+    per_sample_pixel_values_shuffling.PATCH,
 )
