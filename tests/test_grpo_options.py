@@ -22,9 +22,11 @@ OPTIONS = {
     "gradient_checkpointing=False": {"gradient_checkpointing": False},
 }  # fmt: skip
 
+# linear_fc1/linear_fc2: Qwen3-VL's vision MLPs and patch mergers (the deepstack mergers included).
 VISION_AND_LANGUAGE_LORA = LoraConfig(
     r=8, lora_alpha=16, lora_dropout=0.0,
-    target_modules=r".*\.(q_proj|k_proj|v_proj|o_proj|qkv|proj|fc1|fc2|out_proj|gate_proj|up_proj|down_proj)",
+    target_modules=r".*\.(q_proj|k_proj|v_proj|o_proj|qkv|proj|fc1|fc2|linear_fc1|linear_fc2|out_proj"
+                   r"|gate_proj|up_proj|down_proj)",
 )  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from trl import GRPOTrainer
 import unsloth_vlm_grpo
 from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
 from unsloth_vlm_grpo._images import ImageInputError, check_row, load_image, to_rgb
+from unsloth_vlm_grpo.tiny import FAMILIES
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -184,6 +185,23 @@ def test_image_forms_and_text_only_rows_train(form, patched, tiny_factory, tmp_p
     trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=reward,
                           args=grpo_config(tmp_path, max_steps=2, per_device_train_batch_size=8, num_generations=2),
                           train_dataset=dataset)
+    trainer.train()
+    assert len(logged_losses(trainer)) == 2
+    assert any(counts[0] == 0 and counts[-1] == 1 for counts in image_counts_per_batch), image_counts_per_batch
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_trains_on_batches_mixing_image_and_text_only_rows(family, patched, tiny_factory, tmp_path):
+    tiny = tiny_factory(family)
+    image_counts_per_batch = []
+
+    def reward(completions, images, **kwargs):
+        image_counts_per_batch.append(sorted(len(row_images or []) for row_images in images))
+        return distinct_characters_reward(completions)
+
+    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=reward,
+                          args=grpo_config(tmp_path, max_steps=2, per_device_train_batch_size=8, num_generations=2),
+                          train_dataset=Dataset.from_list(_form_rows("pil-modes", tmp_path)))
     trainer.train()
     assert len(logged_losses(trainer)) == 2
     assert any(counts[0] == 0 and counts[-1] == 1 for counts in image_counts_per_batch), image_counts_per_batch

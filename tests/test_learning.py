@@ -10,7 +10,10 @@ import unsloth_vlm_grpo
 from unsloth_vlm_grpo.colour_task import COLOURS, train_colour_task
 
 CHANCE = 1 / len(COLOURS)
-RUNS = {"gemma3": {"steps": 300, "seed": 0}, "qwen2_5_vl": {"steps": 300, "seed": 0}}
+RUNS = {family: {"steps": 300, "seed": 0} for family in ("gemma3", "qwen2_5_vl", "qwen3_vl", "idefics3", "llava_next")}
+# The blank-image control shows the task needs the image; it runs for two families to keep CI short (the
+# others stayed at chance when run by hand, see CHANGELOG).
+CONTROL_FAMILIES = ["gemma3", "qwen2_5_vl"]
 
 
 @pytest.fixture(autouse=True)
@@ -28,7 +31,7 @@ def test_reward_rises_from_chance_with_images(family, tmp_path):
     assert run.mean(-20) >= 0.9, run.rewards[-20:]
 
 
-@pytest.mark.parametrize("family", list(RUNS))
+@pytest.mark.parametrize("family", CONTROL_FAMILIES)
 def test_reward_stays_at_chance_with_blank_images(family, tmp_path):
     run = train_colour_task(str(tmp_path), family=family, blank=True, **RUNS[family])
     assert abs(run.mean(-20) - CHANCE) < 0.15, run.rewards[-20:]

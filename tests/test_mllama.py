@@ -72,7 +72,7 @@ def test_unpatched_loss_forward_lacks_the_aspect_ratio_ids(tiny, tmp_path):
     """The control: TRL 1.15 alone (with only the CPU log-prob fallback) cannot score an mllama batch."""
     from unsloth_vlm_grpo.patches import ALL_PATCHES
 
-    mllama_patches = {"mllama_cross_attention_mask", "mllama_scoring_inputs"}
+    mllama_patches = {"mllama_cross_attention_mask", "per_sample_image_scoring"}
     unsloth_vlm_grpo._engine.apply(tuple(p for p in ALL_PATCHES if p.name not in mllama_patches), strict=True)
     try:
         trainer = _trainer(tiny, tmp_path, max_steps=1)

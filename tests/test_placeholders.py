@@ -58,7 +58,9 @@ def test_unpatched_trainer_crashes_under_placeholder_pressure(family, tmp_path):
         env={"TRITON_INTERPRET": "1"},
     )
     assert result["outcome"] == "crashed"
-    assert "image tokens do not match" in result["error"] or "NoneType" in result["error"], result["error"]
+    # Idefics3 merges image features with masked_scatter, which fails with its own message.
+    messages = ("image tokens do not match", "NoneType", "Number of elements of source < number of ones in mask")
+    assert any(message in result["error"] for message in messages), result["error"]
 
 
 def test_neutralisation_carries_the_run_when_suppression_is_bypassed(tiny_factory, tmp_path, monkeypatch):

@@ -16,7 +16,7 @@ def _patched():
     unsloth_vlm_grpo.unpatch()
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next"])
 @pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
 def test_every_vision_lora_matrix_gets_a_gradient(family, reentrant, tiny_factory, tmp_path):
     tiny = tiny_factory(family)

@@ -81,6 +81,8 @@ class FunctionTarget:
             for name in (self.fingerprint_of or attribute).split("."):
                 source = getattr(source, name)
         except AttributeError as error:
+            if getattr(getattr(module, "__spec__", None), "_initializing", False):
+                return []  # still importing: another target's import hook ran meanwhile; wrapped when done
             raise TargetMissingError(f"{self.module}.{self.qualname} no longer exists ({error})") from error
         return [Site(owner, attribute, f"{self.module}.{self.qualname}", source)]
 
@@ -101,9 +103,14 @@ def live_grpo_trainer_classes() -> list[type]:
 
 @dataclass(frozen=True)
 class GRPOTrainerMethod:
-    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it."""
+    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it.
+
+    ``trl_only``: wrap TRL's own class only, for a fix of TRL code that Unsloth's generated class replaces
+    with its own (the target is pending while only Unsloth's class is live).
+    """
 
     name: str
+    trl_only: bool = False
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -112,6 +119,8 @@ class GRPOTrainerMethod:
     def resolve(self) -> list[Site]:
         sites = []
         for cls in live_grpo_trainer_classes():
+            if self.trl_only and cls.__module__ != GRPO_TRAINER_MODULE:
+                continue
             owner = _defining_class(cls, self.name)
             if owner is None or owner.__module__.startswith("transformers"):
                 raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__} has no method {self.name}")

@@ -1,6 +1,7 @@
 """Which token ids stand for images and videos in a model's vocabulary, read per family from its config
 and processor (Qwen-VL's ``<|image_pad|>`` and vision start/end, Gemma 3's ``<image_soft_token>`` and
-``<start_of_image>``, mllama's ``<|image|>``, Idefics3's ``<image>`` and ``<fake_token_around_image>`` ...)."""
+``<start_of_image>``, mllama's ``<|image|>``, Idefics3's ``<image>``, ``<fake_token_around_image>``,
+``<global-img>`` and ``<row_i_col_j>``, LLaVA-NeXT's ``<image>`` ...)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ _PROCESSOR_TOKEN_ATTRIBUTES = (
     "vision_end_token",
     "fake_image_token",
     "global_image_token",
+    "global_image_tag",  # Idefics3 / SmolVLM: <global-img>
     "start_image_token",
     "end_image_token",
 )
@@ -42,6 +44,10 @@ def _processor_token_ids(processor) -> set[int]:
     for attribute in ("image_token_id", "video_token_id"):
         token_id = getattr(processor, attribute, None)
         if isinstance(token_id, int):
+            ids.add(token_id)
+    # Idefics3 / SmolVLM tile markers <row_i_col_j>, when the tokenizer has them.
+    for token_id in getattr(processor, "row_col_ids", None) or []:
+        if isinstance(token_id, int) and token_id != tokenizer.unk_token_id:
             ids.add(token_id)
     return ids
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3", "mllama")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next", "mllama")
 
 _CORPUS = (
     "What colour is the square? Answer with one word. red green blue yellow black white purple orange "
@@ -226,6 +226,153 @@ def _mllama(image_size: int, max_image_tiles: int = 2):
     return model, processor
 
 
+def _qwen3_vl(image_size: int):
+    from transformers import (
+        Qwen2VLImageProcessor,
+        Qwen3VLConfig,
+        Qwen3VLForConditionalGeneration,
+        Qwen3VLProcessor,
+        Qwen3VLVideoProcessor,
+    )
+
+    tokenizer = _train_tokenizer(
+        _QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
+    )
+    # Qwen3-VL's patches are 16 px and merge 2x2: sides round to multiples of 32, so a 56 px image becomes
+    # 64x64, i.e. 4 image tokens.
+    side = max(32, round(image_size / 32) * 32)
+    image_processor = Qwen2VLImageProcessor(
+        patch_size=16, merge_size=2, size={"shortest_edge": side * side, "longest_edge": side * side}
+    )
+    video_processor = Qwen3VLVideoProcessor()
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
+                         "mrope_interleaved": True},
+        bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+    )  # fmt: skip
+    # deepstack_visual_indexes: the vision layer whose features are added to the first text layers' hidden
+    # states (Qwen3-VL's deepstack), within the tiny depth.
+    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64, patch_size=16,
+                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
+                  deepstack_visual_indexes=[0], in_channels=3)  # fmt: skip
+    config = Qwen3VLConfig(
+        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
+    )  # fmt: skip
+    model = Qwen3VLForConditionalGeneration(config)
+    processor = Qwen3VLProcessor(image_processor, tokenizer, video_processor, chat_template=_QWEN_CHAT_TEMPLATE)
+    return model, processor
+
+
+_SMOLVLM_SPECIALS = [
+    "<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>",
+]  # fmt: skip
+
+_SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'] is string %}{{ ': ' + message['content'] }}"
+    "{% else %}{{ ':' if message['content'][0]['type'] == 'image' else ': ' }}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}Assistant:{% endif %}"
+)
+
+
+def _idefics3(image_size: int):
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+    )
+
+    tokenizer = _train_tokenizer(
+        _SMOLVLM_SPECIALS, 320, eos_token="<end_of_utterance>", pad_token="<|endoftext|>", unk_token=None
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _SMOLVLM_SPECIALS}
+    patch, scale_factor = 14, 2
+    image_seq_len = (image_size // patch) ** 2 // scale_factor**2
+    # No image splitting: one global image of image_size px, image_seq_len <image> tokens (4 for 56 px).
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}, do_image_splitting=False
+    )
+    text = dict(
+        model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=None,
+        eos_token_id=ids["<end_of_utterance>"], pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
+    )  # fmt: skip
+    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  image_size=image_size, patch_size=patch)  # fmt: skip
+    config = Idefics3Config(
+        text_config=text, vision_config=vision, image_token_id=ids["<image>"], scale_factor=scale_factor,
+        pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
+    )  # fmt: skip
+    model = Idefics3ForConditionalGeneration(config)
+    processor = Idefics3Processor(
+        image_processor, tokenizer, image_seq_len=image_seq_len, chat_template=_SMOLVLM_CHAT_TEMPLATE
+    )
+    return model, processor
+
+
+_LLAVA_SPECIALS = ["<unk>", "<s>", "</s>", "<pad>", "[INST]", "[/INST]", "<image>"]
+
+_LLAVA_NEXT_CHAT_TEMPLATE = (  # llava-v1.6-mistral's format
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}[INST] {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{% if message['role'] == 'user' %} [/INST]{% else %}</s>{% endif %}{% endfor %}"
+)
+
+
+def _llava_next(image_size: int):
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    tokenizer = _train_tokenizer(
+        _LLAVA_SPECIALS, 320, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _LLAVA_SPECIALS}
+    # A 28 px CLIP tile (2x2 patches of 14 px) and small anyres pinpoints: a square image is one base tile
+    # plus one high-resolution tile, 4 + 4 features plus 2 row-newline tokens = 10 image tokens.
+    tile, patch = 28, 14
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+        image_grid_pinpoints=[[tile, tile], [tile, 2 * tile], [2 * tile, tile]],
+    )  # fmt: skip
+    text = dict(
+        model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=ids["<s>"],
+        eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"], tie_word_embeddings=False,
+    )  # fmt: skip
+    vision = dict(model_type="clip_vision_model", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, image_size=tile, patch_size=patch, projection_dim=64)  # fmt: skip
+    # vision_feature_layer=-1 (real checkpoints use -2): with a 2-layer tower, -2 would leave the last layer
+    # outside the image path, so it could never get a gradient.
+    config = LlavaNextConfig(
+        text_config=text, vision_config=vision, image_token_index=ids["<image>"], vision_feature_layer=-1,
+        vision_feature_select_strategy="default", image_grid_pinpoints=image_processor.image_grid_pinpoints,
+        image_seq_length=(tile // patch) ** 2, tie_word_embeddings=False,
+    )  # fmt: skip
+    model = LlavaNextForConditionalGeneration(config)
+    processor = LlavaNextProcessor(
+        image_processor, tokenizer, patch_size=patch, vision_feature_select_strategy="default",
+        chat_template=_LLAVA_NEXT_CHAT_TEMPLATE, image_token="<image>", num_additional_image_tokens=1,
+    )  # fmt: skip
+    return model, processor
+
+
 def solid_image(rgb: tuple[int, int, int], size: int = 56) -> Image.Image:
     return Image.new("RGB", (size, size), rgb)
 
@@ -258,10 +405,9 @@ def build_tiny_vlm(family: str = "qwen2_5_vl", seed: int = 0, image_size: int = 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     torch.manual_seed(seed)
-    if family == "mllama":
-        model, processor = _mllama(image_size)
-    else:
-        model, processor = _gemma3(image_size) if family == "gemma3" else _qwen(family, image_size)
+    builders = {"gemma3": _gemma3, "qwen3_vl": _qwen3_vl, "idefics3": _idefics3, "llava_next": _llava_next,
+                "mllama": _mllama}
+    model, processor = builders[family](image_size) if family in builders else _qwen(family, image_size)
     model.eval()
     if not image_changes_logits(model, processor, image_size):
         raise RuntimeError(f"tiny {family} model ignores its image input: its vision path is cut")

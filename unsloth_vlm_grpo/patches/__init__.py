@@ -10,7 +10,8 @@ from . import (
     image_dataset_check,
     mixed_image_batches,
     mllama_cross_attention_mask,
-    mllama_scoring_inputs,
+    per_sample_image_scoring,
+    per_sample_pixel_values_shuffling,
     placeholder_neutralisation,
     placeholder_suppression,
     reward_rows,
@@ -27,5 +28,6 @@ ALL_PATCHES = (
     mixed_image_batches.PATCH,
     reward_rows.PATCH,
     mllama_cross_attention_mask.PATCH,
-    mllama_scoring_inputs.PATCH,
+    per_sample_image_scoring.PATCH,
+    per_sample_pixel_values_shuffling.PATCH,
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._images import check_row, load_image, row_images, to_rgb
-from . import mllama_scoring_inputs
+from .._mllama_scoring import carry_into_batch
 
 
 def normalise_row(row: dict) -> dict:
@@ -39,8 +39,8 @@ def _normalise_then_generate(wrapped, trainer, args, kwargs):
         rows = [normalise_row(row) for row in kwargs["inputs"]]
         kwargs = {**kwargs, "inputs": rows}
     output = wrapped(*args, **kwargs)
-    # The engine allows one wrapper per target: mllama_scoring_inputs' part of this method runs here.
-    return mllama_scoring_inputs.carry_into_batch(trainer, rows, output)
+    # The engine allows one wrapper per target: per_sample_image_scoring's part of this method runs here.
+    return carry_into_batch(trainer, rows, output)
 
 
 PATCH = Patch(

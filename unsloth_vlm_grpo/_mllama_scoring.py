@@ -1,30 +1,24 @@
-"""Give Llama 3.2 Vision's scoring and loss forwards their image inputs, split per sample.
+"""Llama 3.2 Vision's image inputs in TRL's scoring and loss forwards (used by the
+``per_sample_image_scoring`` and ``image_batch_normalisation`` patches).
 
-Targets: ``GRPOTrainer._get_per_token_logps_and_entropies`` and ``GRPOTrainer._compute_loss`` on TRL's
-class (trl 1.15.0; on Unsloth's generated class they are wrapped but passed through: it scores with
-unsloth_zoo's own code, not verified for mllama); the batch fields are added by ``carry_into_batch``, which the
-``image_batch_normalisation`` wrapper of ``_generate_and_score_completions`` calls (one wrapper per target).
-Why: TRL 1.15 knows nothing of mllama's ``aspect_ratio_ids``, ``aspect_ratio_mask`` and
+TRL 1.15 knows nothing of mllama's ``aspect_ratio_ids``, ``aspect_ratio_mask`` and
 ``cross_attention_mask``. Generation gets them (every processor output reaches ``generate``), but the
 batch TRL keeps for the loss drops them, so the loss forward fails with "ValueError: `aspect_ratio_ids`
 must be provided if `pixel_values` is provided"; the old-policy and reference forwards (``beta > 0``,
 ``num_iterations > 1`` ...) fail earlier with "TypeError: ... _get_per_token_logps_and_entropies() got an
 unexpected keyword argument 'cross_attention_mask'". And mllama's ``pixel_values`` is per sample (batch,
-images, tiles, ...), while TRL slices it per image whenever the batch holds as many images as rows, which
-mis-slices a chunk of a batch mixing two-image and text-only rows. Here the fields ride in the batch
-(shuffled and split with it), and each forward chunk gets its rows of ``pixel_values``,
-``aspect_ratio_ids``, ``aspect_ratio_mask`` and a ``cross_attention_mask`` built for its own ids
-(prompt and completion).
-Remove when: TRL forwards mllama's processor outputs in its scoring and loss forwards.
+images, tiles, ...), while TRL slices it per image whenever the batch holds as many images as rows.
+Here the fields ride in the batch (shuffled and split with it), and each forward chunk gets its rows of
+``pixel_values``, ``aspect_ratio_ids``, ``aspect_ratio_mask`` and a ``cross_attention_mask`` built for its
+own ids (prompt and completion).
 """
 
 from __future__ import annotations
 
 from contextvars import ContextVar
 
-from .._engine import GRPOTrainerMethod, Patch
-from .._images import row_images
-from .._mllama import FIELDS, cross_attention_mask_from_ids, image_inputs, is_mllama, tiles_of
+from ._images import row_images
+from ._mllama import FIELDS, cross_attention_mask_from_ids, image_inputs, is_mllama, tiles_of
 
 _LOSS_BATCH: ContextVar[dict | None] = ContextVar("unsloth_vlm_grpo_mllama_loss_batch", default=None)
 
@@ -68,22 +62,24 @@ class _RowsOfEachChunk:
         return getattr(self._model, name)
 
 
-def _score_with_image_fields(wrapped, trainer, args, kwargs):
-    if wrapped.__module__ != "trl.trainer.grpo_trainer":
-        return wrapped(*args, **kwargs)  # Unsloth's generated trainer scores through its own code: not covered
-    if wrapped.__name__ == "_compute_loss":
-        inputs = args[1] if len(args) > 1 else kwargs["inputs"]
-        token = _LOSS_BATCH.set({key: inputs[key] for key in FIELDS if key in inputs})
-        try:
-            return wrapped(*args, **kwargs)
-        finally:
-            _LOSS_BATCH.reset(token)
+def loss_with_image_fields(wrapped, args, kwargs):
+    """Run TRL's ``_compute_loss`` with its batch's mllama fields available to the forwards inside it."""
+    inputs = args[1] if len(args) > 1 else kwargs["inputs"]
+    token = _LOSS_BATCH.set({key: inputs[key] for key in FIELDS if key in inputs})
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        _LOSS_BATCH.reset(token)
+
+
+def score_with_image_fields(wrapped, trainer, args, kwargs, otherwise):
+    """TRL's ``_get_per_token_logps_and_entropies`` with mllama's fields per chunk; ``otherwise()`` for other models."""
     fields = {key: kwargs.pop(key) for key in FIELDS if key in kwargs}
     if not fields:
         fields = dict(_LOSS_BATCH.get() or {})
     model = args[0] if args else kwargs["model"]
     if not fields or not is_mllama(trainer.accelerator.unwrap_model(model)):
-        return wrapped(*args, **kwargs)
+        return otherwise()
     # Slice per sample here: TRL would slice mllama's per-sample pixel_values per image.
     if kwargs.get("pixel_values") is not None:
         fields["pixel_values"] = kwargs["pixel_values"]
@@ -93,21 +89,3 @@ def _score_with_image_fields(wrapped, trainer, args, kwargs):
     if not args:
         kwargs["model"] = proxy
     return wrapped(*args, **kwargs)
-
-
-PATCH = Patch(
-    name="mllama_scoring_inputs",
-    targets=(GRPOTrainerMethod("_get_per_token_logps_and_entropies"), GRPOTrainerMethod("_compute_loss")),
-    wrapper=_score_with_image_fields,
-    verified={"trl": "1.15.0", "unsloth": "2026.10.9"},
-    fingerprints={
-        "trl.trainer.grpo_trainer.GRPOTrainer._get_per_token_logps_and_entropies": "ea73c3909275851d",
-        "trl.trainer.grpo_trainer.GRPOTrainer._compute_loss": "80295546bbdbf6f7",
-        # Unsloth's generated class scores through unsloth_zoo, whose vision keys lack mllama's: the wrapper
-        # leaves it alone (declared so a change there is noticed).
-        "UnslothGRPOTrainer._UnslothGRPOTrainer._get_per_token_logps_and_entropies": "ddfa41775014afa1",
-        "UnslothGRPOTrainer._UnslothGRPOTrainer._compute_loss": "80295546bbdbf6f7",
-    },
-    reason="TRL 1.15 drops mllama's aspect_ratio_ids/aspect_ratio_mask/cross_attention_mask from scoring forwards.",
-    remove_when="TRL forwards mllama's processor outputs, split per sample, in every scoring forward.",
-)
