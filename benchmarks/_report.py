@@ -56,14 +56,15 @@ def _fmt(value, spec=".2f", suffix=""):
     return "—" if value is None else f"{value:{spec}}{suffix}"
 
 
-def report(args, meta: dict, results: list[dict]) -> dict:
+def report(args, meta: dict, results: list[dict], versions: dict | None = None) -> dict:
+    """Print and write the comparison; ``versions`` are the GPU machine's when combining saved runs."""
     summaries = {r["config"]: summarise(r) for r in results}
     device_name = next((r.get("device_name") for r in results if r.get("device_name")), args.device)
     base = summaries.get("a") or {}
     base_memory = next((r.get("peak_allocated_gib") for r in results if r["config"] == "a"), None)
     tokens = next((s["tokens_per_step"] for s in summaries.values() if s), 0)
     floor = floor_seconds(args, meta, device_name, tokens)
-    versions = {name: _version(name) for name in ("torch", "transformers", "trl", "unsloth", "peft", "bitsandbytes")}
+    versions = versions or {name: _version(name) for name in ("torch", "transformers", "trl", "unsloth", "peft", "bitsandbytes")}
     env_line = ", ".join([device_name, datetime.date.today().isoformat(), *(f"{k} {v}" for k, v in versions.items())])
     rows = ["| config | status | tokens/s | s/step | generation s | scoring s | backward+optimizer s | peak alloc GiB "
             "| peak reserved GiB | tokens/s ÷ (a) | s/step ÷ (a) | alloc ÷ (a) | × floor | completion lengths |",

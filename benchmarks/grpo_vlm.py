@@ -56,6 +56,9 @@ def parse_args(argv=None):
     parser.add_argument("--bandwidth", type=float, default=None, help="memory bandwidth, bytes/s (default: by GPU)")
     parser.add_argument("--peak-flops", type=float, default=PEAK_BF16_FLOPS, help="bf16 FLOP/s for the floor")
     parser.add_argument("--count-params", action="store_true", help="print the preset's parameter count and exit")
+    parser.add_argument("--combine", nargs="+", metavar="JSON",
+                        help="no run: one report from saved results.json / results_partial.json files of earlier runs "
+                        "(same machine and settings; the first full results.json gives the model and versions)")
     parser.add_argument("--child", choices=(*CONFIGS, "build"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -319,6 +322,22 @@ def _ensure_model(args, scratch: Path) -> dict:
     return json.loads(meta_path.read_text())
 
 
+def combine(args) -> int:
+    """One report from the results of several runs, e.g. configurations split over time-limited calls."""
+    results, meta, versions = {}, None, None
+    for path in args.combine:
+        saved = json.loads(Path(path).read_text())
+        if isinstance(saved, dict):
+            meta, versions = meta or saved["meta"], versions or saved["versions"]
+            saved = saved["results"]
+        results.update({result["config"]: result for result in saved})
+    if meta is None:
+        raise SystemExit("--combine needs at least one full results.json (it holds the model and the versions)")
+    Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    report(args, meta, [results[name] for name in sorted(results)], versions)
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     preset = PRESETS[args.model]
@@ -326,6 +345,8 @@ def main(argv=None) -> int:
         counts = meta_parameter_counts(preset)
         print(json.dumps({"model": args.model, **counts, "total_billions": round(counts["total"] / 1e9, 3)}))
         return 0
+    if args.combine:
+        return combine(args)
     if args.child == "build":
         meta = save_preset(preset, Path(args.cache_dir) / args.model, args.device)
         print("RESULT " + json.dumps({"config": "build", "status": "ok", **meta}), flush=True)

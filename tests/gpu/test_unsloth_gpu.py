@@ -5,7 +5,8 @@ loads it with ``FastVisionModel.from_pretrained`` in 16 bits or 4 bits (bitsandb
 language layers with Unsloth's gradient checkpointing, and trains through ``trl.GRPOTrainer`` (Unsloth's
 generated class). Every family runs in both precisions; the three import orders rotate over the cases so
 each order runs with each precision. The unpatched controls must crash; the learning proof must learn.
-Run on a GPU machine: ``python -m pytest -m gpu -n 6 tests/gpu`` (Unsloth compiles for ~1-2 minutes per process).
+Run on a GPU machine: ``python -m pytest -m gpu -n 8 tests/gpu`` (Unsloth compiles for ~1-2 minutes per
+process; the Gemma 3 learning proof alone takes ~15 minutes).
 """
 
 import pytest
@@ -15,12 +16,13 @@ from conftest import ROOT, run_probe
 PROBE = str(ROOT / "tests" / "probes" / "unsloth_vision_grpo.py")
 LEARNING_PROBE = str(ROOT / "tests" / "probes" / "unsloth_colour_task.py")
 ORDERS = ("patch_first", "unsloth_first", "trl_then_patch")
-FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3")
+FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next")
 CASES = [
     (family, ORDERS[(index + offset) % len(ORDERS)], precision)
     for index, family in enumerate(FAMILIES)
     for offset, precision in enumerate(("16bit", "4bit"))
 ]
+CONTROL_CRASHES = ("Image features and image tokens do not match", "device-side assert triggered")
 CHANCE = 1 / 3
 LEARNING = {"gemma3": {"steps": 300, "learning_rate": 1e-3}, "qwen2_5_vl": {"steps": 300, "learning_rate": 1e-3}}
 
@@ -45,11 +47,23 @@ def test_unpatched_unsloth_trainer_crashes_on_placeholder_sampling(family, tmp_p
     """The control: the same run without the library hits the measured crash."""
     result = run_probe([PROBE, family, "patch_first", "none", "stress", "6", "16bit"], tmp_path, timeout=900)
     assert result["outcome"] == "crashed"
-    assert "Image features and image tokens do not match" in result["error"]
+    # Idefics3 fills image features with masked_scatter: on a GPU the mismatch is a device-side assert.
+    assert any(sign in result["error"] for sign in CONTROL_CRASHES), result["error"]
+
+
+def test_mllama_under_unsloths_trainer_is_not_supported_yet(tmp_path):
+    """Unsloth's generated trainer scores through unsloth_zoo's own vision code, which drops mllama's
+    aspect_ratio_ids/cross_attention_mask; per_sample_image_scoring covers TRL's class only. This pins the
+    measured failure so that support is noticed when it comes."""
+    result = run_probe([PROBE, "mllama", "patch_first", "strict", "stress", "4", "16bit"], tmp_path, timeout=900)
+    assert result["outcome"] == "crashed"
+    assert "`aspect_ratio_ids` must be provided" in result["error"]
 
 
 @pytest.mark.parametrize("family", list(LEARNING))
 def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
+    """Full fine-tuning through FastVisionModel(full_finetuning=True), as the CPU proof. Qwen2.5-VL: ~95 s
+    on an H200. Gemma 3 is much slower under Unsloth (2-4 s per step on the tiny model, ~15 min in all)."""
     settings = LEARNING[family]
     result = run_probe([LEARNING_PROBE, family, "full", "images", str(settings["steps"]),
                         str(settings["learning_rate"])], tmp_path, timeout=900)  # fmt: skip

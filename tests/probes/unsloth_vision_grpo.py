@@ -95,6 +95,8 @@ history = trainer.state.log_history
 result["losses"] = [entry["loss"] for entry in history if "loss" in entry]
 result["neutralised"] = [entry.get("vision_tokens/neutralised") for entry in history if "loss" in entry]
 result["steps_done"] = trainer.state.global_step
-moved = [n for n, p in model.named_parameters() if n in vision_lora and not torch.equal(vision_lora[n], p.detach().float())]
-result["vision_lora_moved"] = len(moved)
+if result["outcome"] == "trained":  # after a device-side assert the CUDA context is unusable
+    moved = [n for n, p in model.named_parameters()
+             if n in vision_lora and not torch.equal(vision_lora[n], p.detach().float())]
+    result["vision_lora_moved"] = len(moved)
 print("RESULT " + json.dumps(result))
