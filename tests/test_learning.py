@@ -10,7 +10,8 @@ import unsloth_vlm_grpo
 from unsloth_vlm_grpo.colour_task import COLOURS, train_colour_task
 
 CHANCE = 1 / len(COLOURS)
-RUNS = {family: {"steps": 300, "seed": 0} for family in ("gemma3", "qwen2_5_vl", "qwen3_vl", "idefics3", "llava_next")}
+FAMILIES = ("gemma3", "qwen2_5_vl", "qwen3_vl", "idefics3", "llava_next", "mllama")
+RUNS = {family: {"steps": 300, "seed": 0} for family in FAMILIES}
 # The blank-image control shows the task needs the image; it runs for two families to keep CI short (the
 # others stayed at chance when run by hand, see CHANGELOG).
 CONTROL_FAMILIES = ["gemma3", "qwen2_5_vl"]
