@@ -103,14 +103,9 @@ def live_grpo_trainer_classes() -> list[type]:
 
 @dataclass(frozen=True)
 class GRPOTrainerMethod:
-    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it.
-
-    ``trl_only``: wrap TRL's own class only, for a fix of TRL code that Unsloth's generated class replaces
-    with its own (the target is pending while only Unsloth's class is live).
-    """
+    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it."""
 
     name: str
-    trl_only: bool = False
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -119,8 +114,6 @@ class GRPOTrainerMethod:
     def resolve(self) -> list[Site]:
         sites = []
         for cls in live_grpo_trainer_classes():
-            if self.trl_only and cls.__module__ != GRPO_TRAINER_MODULE:
-                continue
             owner = _defining_class(cls, self.name)
             if owner is None or owner.__module__.startswith("transformers"):
                 raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__} has no method {self.name}")

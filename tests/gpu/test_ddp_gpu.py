@@ -1,0 +1,125 @@
+"""GPU: DDP on two GPUs of one machine (marker ``gpu``; skipped unless ``torch.cuda.device_count() >= 2``).
+
+The probe is ``tests/probes/ddp_grpo.py`` (tiny VLM, LoRA on vision and language layers, a reward that checks
+every image against its row), launched as the README says::
+
+    NCCL_NVLS_ENABLE=0 accelerate launch --config_file accelerate_configs/ddp_2gpu.yaml tests/probes/ddp_grpo.py OUT
+
+Cases:
+
+- transformers/PEFT model in bf16 with LoRA, TRL's class: the checks of the CPU test (tests/test_ddp.py) on
+  NCCL: both ranks finish, prompts split in whole groups with their own images, rewards gathered and
+  advantages normalised over the gathered batch, a gradient in every vision LoRA matrix on both ranks,
+  identical weights on both ranks afterwards.
+- 1 GPU vs 2 GPUs with the same global batch (16 completions, 4 prompts x 4 generations), 10 steps,
+  ``beta=0.04``, ``loss_type="grpo"``. What is honestly comparable: the two runs do NOT sample the same
+  completions (each rank has its own sampling stream, and bf16 kernels differ with the batch shape), so their
+  reward/loss curves are two samples of one process, not equal curves. What must agree:
+    * exactly: the prompts of every step (TRL's sampler is seeded by ``args.seed`` and cut into ranks after
+      shuffling) and the initial trainable weights;
+    * step 1 (the policy is the same, not yet updated): KL to the reference is 0 (the reference is the
+      policy with its adapters off and LoRA's B starts at zero), bounded by 1e-3 for bf16 rounding; the loss
+      is 0 (ratio 1, KL 0, advantages summing to zero in every group, and ``grpo`` averages per sequence, so
+      completion lengths do not weigh it), bounded by 1e-3; the mean token entropy over the step's 16
+      completions within 2% (the tiny random policy is near uniform, so its sampled entropies barely vary:
+      5.7560 +/- 0.0001 on CPU);
+    * the mean reward over the 10 steps (160 completions each) within 4 standard errors of the difference,
+      the standard error taken from the logged per-step reward std. The tiny policy barely learns in 10 steps,
+      so this mostly tests that DDP does not change what is sampled and scored; a wrong gradient scaling would
+      not show here (the weights-in-sync check and the CPU test cover the gradient averaging).
+- Unsloth's FastVisionModel under DDP (16-bit LoRA, Unsloth's gradient checkpointing and generated trainer),
+  ``device_map={"": local_rank}``. Either outcome is informative: a pass means supported as far as these
+  checks go; a failure reports each rank's exact error and traceback (and the launcher's output when a rank
+  wrote nothing). Both ranks share one ``UNSLOTH_COMPILE_LOCATION``, as users' runs share the default
+  ``unsloth_compiled_cache``: an error while compiling there points to a race between ranks.
+"""
+
+import json
+import math
+import statistics
+
+import pytest
+import torch
+
+from conftest import ROOT, run_python
+from test_ddp import (
+    CONFIG,
+    PROBE,
+    by_rank,
+    check_ddp_run,
+    check_prompt_split,
+    check_trained,
+    check_vision_gradients,
+    check_weights_in_sync,
+    same_prompts_per_step,
+)
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs"),
+]
+ENV = {"NCCL_NVLS_ENABLE": "0", "OMP_NUM_THREADS": "1"}
+GLOBAL_BATCH, GENERATIONS = 16, 4
+TWO_GPUS = ["-m", "accelerate.commands.launch", "--config_file", CONFIG]
+ONE_GPU = ["-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
+           "--mixed_precision", "bf16", "--dynamo_backend", "no"]  # fmt: skip
+
+
+def launch(tmp_path, launcher: list[str], probe_args: list[str], world: int, timeout: int = 900) -> list[dict]:
+    """Run the probe; return every rank's record, or fail with each rank's error and the launcher's output."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "out"
+    args = [*launcher, PROBE, str(out), "--global-batch", str(GLOBAL_BATCH), "--num-generations",
+            str(GENERATIONS), *probe_args]  # fmt: skip
+    process = run_python(args, tmp_path, ENV, timeout=timeout)
+    files = [out / f"rank{r}.json" for r in range(world)]
+    records = [json.loads(file.read_text()) for file in files if file.exists()]
+    crashed = [r for r in records if r["outcome"] != "trained"]
+    if len(records) < world or crashed or process.returncode != 0:
+        lines = [f"launcher exited {process.returncode}; {len(records)}/{world} ranks wrote a record"]
+        for record in records:
+            lines.append(f"rank {record['rank']}: {record['outcome']} {record.get('error', '')}")
+            lines.append(record.get("traceback_tail", ""))
+        lines += ["--- stdout", process.stdout[-4000:], "--- stderr", process.stderr[-6000:]]
+        pytest.fail("\n".join(lines))
+    return by_rank({"ranks": records})
+
+
+def test_peft_bf16_lora_trains_on_two_gpus(tmp_path):
+    ranks = launch(tmp_path, TWO_GPUS, ["--steps", "4"], world=2)
+    assert {r["device"] for r in ranks} == {"cuda:0", "cuda:1"}
+    check_ddp_run(ranks, 4, GLOBAL_BATCH, GENERATIONS, "DistributedType.MULTI_GPU", "nccl")
+
+
+def test_one_gpu_and_two_gpus_agree_on_what_is_comparable(tmp_path):
+    steps, probe_args = 10, ["--steps", "10", "--beta", "0.04", "--loss-type", "grpo"]
+    (single,) = launch(tmp_path / "one", ONE_GPU, probe_args, world=1)
+    ranks = launch(tmp_path / "two", TWO_GPUS, probe_args, world=2)
+    check_ddp_run(ranks, steps, GLOBAL_BATCH, GENERATIONS, "DistributedType.MULTI_GPU", "nccl")
+    assert single["outcome"] == "trained" and single["global_step"] == steps
+    one, two = single["log"], ranks[0]["log"]
+    curves = f"1 GPU: {one}\n2 GPUs: {two}"
+
+    same_prompts_per_step(single, ranks, steps)
+    assert single["checksum_before"] == ranks[0]["checksum_before"]
+    for log in (one, two):
+        assert all(math.isfinite(x) for x in log["loss"] + log["reward"] + log["kl"]), curves
+        assert abs(log["kl"][0]) <= 1e-3, curves
+        assert abs(log["loss"][0]) <= 1e-3, curves
+    assert two["entropy"][0] == pytest.approx(one["entropy"][0], rel=0.02), curves
+
+    n = GLOBAL_BATCH * steps
+    standard_error = math.sqrt(sum(statistics.fmean(s**2 for s in log["reward_std"]) / n for log in (one, two)))
+    difference = statistics.fmean(two["reward"]) - statistics.fmean(one["reward"])
+    assert abs(difference) <= 4 * standard_error, f"difference {difference:.4f}, SE {standard_error:.4f}\n{curves}"
+
+
+def test_unsloth_fast_vision_model_under_ddp(tmp_path):
+    """Supported if this passes; otherwise the failure message holds each rank's exact error."""
+    ranks = launch(tmp_path, TWO_GPUS, ["--steps", "4", "--unsloth"], world=2)
+    for record in ranks:
+        assert record["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer", record["trainer_class"]
+    check_trained(ranks, 4, GLOBAL_BATCH, "DistributedType.MULTI_GPU", "nccl")
+    check_prompt_split(ranks, 4, GLOBAL_BATCH, GENERATIONS)
+    check_vision_gradients(ranks)
+    check_weights_in_sync(ranks)
