@@ -28,3 +28,10 @@ def test_demo_model_option_explains_what_it_needs(tmp_path):
     process = run_python(["-m", "unsloth_vlm_grpo", "demo", "--model", str(tmp_path)], tmp_path, timeout=300)
     assert process.returncode == 2
     assert "needs a CUDA GPU" in process.stdout + process.stderr
+
+
+def test_demo_family_choices_are_the_tiny_families():
+    from unsloth_vlm_grpo.__main__ import DEMO_FAMILIES
+    from unsloth_vlm_grpo.tiny import FAMILIES
+
+    assert sorted(DEMO_FAMILIES) == sorted(FAMILIES)

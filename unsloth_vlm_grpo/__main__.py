@@ -8,6 +8,9 @@ import sys
 
 from ._doctor import run_doctor
 
+# unsloth_vlm_grpo.tiny.FAMILIES, spelled out so that parsing arguments does not import torch.
+DEMO_FAMILIES = ["gemma3", "qwen2_5_vl", "qwen2_vl", "qwen3_vl", "idefics3", "llava_next", "mllama"]
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="unsloth-vlm-grpo", description="GRPO for VLMs with Unsloth and TRL.")
@@ -17,8 +20,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--steps", type=int, default=300, help="GRPO steps (default 300)")
     demo.add_argument("--output-dir", default="demo_output", help="where reward_curve.png and summary.json go")
     demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--family", default="gemma3", choices=["gemma3", "qwen2_5_vl", "qwen2_vl"],
-                      help="tiny model family (default gemma3)")  # fmt: skip
+    demo.add_argument("--family", default="gemma3", choices=DEMO_FAMILIES, help="tiny model family (default gemma3)")
     demo.add_argument("--no-control", dest="control", action="store_false",
                       help="skip the blank-image control run (it doubles the time)")  # fmt: skip
     demo.add_argument("--model", help="a local checkpoint directory to train instead (needs a GPU and Unsloth)")
