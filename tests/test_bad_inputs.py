@@ -131,3 +131,19 @@ def test_no_reward_for_a_row_warns_with_its_index_and_training_goes_on(tiny_fact
     ours = [message for message in messages if message.startswith("Every reward function returned None/NaN")]
     assert ours == [f"Every reward function returned None/NaN for 4 completion(s) of dataset row {skipped[0]}; "
                     "those completions get no reward signal. Check the reward functions on these rows."]
+
+
+def test_rows_sharing_a_prompt_are_named_as_a_group(tiny_factory, tmp_path):
+    """colour_dataset repeats one question over every row (only the image differs): rows cannot be told apart."""
+    def one_short(completions, **kwargs):
+        return [1.0] * (len(completions) - 1)
+
+    tiny = tiny_factory("qwen2_5_vl")
+    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=one_short,
+                          args=grpo_config(tmp_path, max_steps=1), train_dataset=colour_dataset(rows=8))
+    with pytest.raises(ValueError, match="returned 3 rewards, but 4 were expected") as caught:
+        trainer.train()
+    assert str(caught.value).endswith(
+        "This batch holds one of the dataset rows 0, 1, 2, 3, 4, 5, 6, 7 (they share the batch's 1 prompt(s), so "
+        "the rows cannot be told apart by prompt)."
+    )

@@ -16,7 +16,7 @@ def _patched():
     unsloth_vlm_grpo.unpatch()
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next"])
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next"])
 @pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
 def test_every_vision_lora_matrix_gets_a_gradient(family, reentrant, tiny_factory, tmp_path):
     tiny = tiny_factory(family)
@@ -27,7 +27,7 @@ def test_every_vision_lora_matrix_gets_a_gradient(family, reentrant, tiny_factor
     with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
         trainer.train()
     # LoRA's B starts at zero, so A's first gradient is zero: three steps give every matrix its turn.
-    assert len(gradients.norms) >= 20
+    assert len(gradients.norms) >= 16  # A and B of 4 linears in each of the 2 tiny vision blocks, at least
     assert gradients.missing == []
     assert "trainable vision parameters got gradients" in str(gradients)
 

@@ -26,8 +26,9 @@ def cross_attention_mask_from_ids(input_ids: torch.Tensor, tiles: torch.Tensor, 
 
     ``tiles`` (batch, images, tiles) marks each image's real tiles. Ranges follow the processor's rule
     (``get_cross_attention_token_mask``): the last image group's range runs to the end of the sequence, so
-    completion tokens attend to the same images as the prompt's last token. Image tokens beyond the row's
-    images (a completion that sampled one) open no range.
+    completion tokens attend to the same images as the prompt's last token. An image token beyond the row's
+    images (a completion that sampled one) opens no range but, by the same rule, ends the previous image's
+    range: tokens after it attend to no image. ``placeholder_suppression`` keeps the policy from sampling it.
     """
     from transformers.models.mllama.processing_mllama import get_cross_attention_token_mask
 

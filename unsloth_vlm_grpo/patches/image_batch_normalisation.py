@@ -8,7 +8,10 @@ dropping alpha or not at all. Each image (PIL, path, bytes, numpy array or neste
 ``{"bytes", "path"}`` dict) is loaded and converted to RGB with alpha composited on white; each row's
 placeholder count is checked. Rows are never dropped: a bad row raises ``ImageInputError``. Text-only
 trainers and rows without images pass through unchanged.
-Remove when: TRL normalises multimodal inputs itself.
+This wrapper also adds Llama 3.2 Vision's image fields to the batch it returns (``carry_into_batch``), for
+``per_sample_image_scoring``: the engine allows one wrapper per target.
+Remove when: TRL normalises multimodal inputs itself, and keeps mllama's image fields in the batch (or
+move ``carry_into_batch`` to a patch of its own first).
 """
 
 from __future__ import annotations
@@ -53,5 +56,5 @@ PATCH = Patch(
         "UnslothGRPOTrainer.UnslothGRPOTrainer._generate_and_score_completions": "84f30c64c4829bb0",
     },
     reason="Images in other forms or modes than RGB PIL fail or are misread by the processor.",
-    remove_when="TRL converts multimodal dataset images to RGB itself.",
+    remove_when="TRL converts dataset images to RGB itself (move the mllama carry elsewhere first).",
 )

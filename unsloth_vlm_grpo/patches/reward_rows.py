@@ -8,7 +8,8 @@ batch came from, and TRL's sampler does not carry row indices. TRL's behaviour i
 ``ValueError`` for a wrong count is re-raised as a ``ValueError`` with TRL's message plus the rows; any
 other exception from a reward function gets a note with the rows (same type, same message); the
 all-None warning stays and is followed by one naming the row. Rows are found only when something
-went wrong, by matching prompts against the training dataset.
+went wrong, by matching prompts against the training (or, while evaluating, the evaluation) dataset; rows
+that share a prompt are named as a group.
 Remove when: TRL reports dataset row indices in reward-function errors.
 """
 
@@ -19,13 +20,15 @@ import logging
 import torch
 
 from .._engine import GRPOTrainerMethod, Patch
-from .._rows import dataset_rows_of, describe_rows
+from .._rows import describe_batch_rows
 
 logger = logging.getLogger("unsloth_vlm_grpo")
 
 
 def _rows_of_batch(trainer, inputs) -> str:
-    return describe_rows(dataset_rows_of(trainer.train_dataset, [example.get("prompt") for example in inputs]))
+    evaluating = not trainer.model.training and trainer.eval_dataset is not None
+    dataset = trainer.eval_dataset if evaluating else trainer.train_dataset
+    return describe_batch_rows(trainer, dataset, [example.get("prompt") for example in inputs])
 
 
 def _local_rows_without_reward(trainer, rewards_per_func: torch.Tensor, batch_size: int) -> list[int]:
