@@ -126,12 +126,12 @@ def _step_timer(device: str, seconds: dict[int, float]):
 def distinct_tokens_reward(completions, completion_ids=None, **kwargs) -> list[float]:
     """Cheap reward with a spread: distinct token ids per completion. Every completion has the same length
     (EOS is suppressed), so a length reward would be constant; the tiny tokenizer decodes few of a real-size
-    vocabulary's ids, so text is not used when ids are given. TRL passes conversational completions as
-    message lists, Unsloth's class plain strings: both are handled."""
+    vocabulary's ids, so text is not used when ids are given."""
     if completion_ids is not None:
         return [float(len(set(ids))) for ids in completion_ids]
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
-    return [float(len(set(text))) for text in texts]
+    from unsloth_vlm_grpo.colour_task import completion_text  # here, so the parent process imports no training stack
+
+    return [float(len(set(completion_text(completion)))) for completion in completions]
 
 
 def _noise_dataset(rows: int, size: int, seed: int):

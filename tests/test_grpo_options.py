@@ -9,7 +9,7 @@ from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
 from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses
-from unsloth_vlm_grpo.tiny import solid_image
+from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, solid_image
 
 OPTIONS = {
     **{f"loss_type={name}": {"loss_type": name} for name in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo")},
@@ -22,12 +22,9 @@ OPTIONS = {
     "gradient_checkpointing=False": {"gradient_checkpointing": False},
 }  # fmt: skip
 
-# linear_fc1/linear_fc2: Qwen3-VL's vision MLPs and patch mergers (the deepstack mergers included).
 VISION_AND_LANGUAGE_LORA = LoraConfig(
-    r=8, lora_alpha=16, lora_dropout=0.0,
-    target_modules=r".*\.(q_proj|k_proj|v_proj|o_proj|qkv|proj|fc1|fc2|linear_fc1|linear_fc2|out_proj"
-                   r"|gate_proj|up_proj|down_proj)",
-)  # fmt: skip
+    r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
+)
 
 
 @pytest.fixture(autouse=True)

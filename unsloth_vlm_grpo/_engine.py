@@ -44,7 +44,11 @@ def fingerprint(obj: object) -> str:
 
 
 class TargetMissingError(AttributeError):
-    """A patch target no longer exists in the installed package."""
+    """A patch target no longer exists in the installed package; ``label`` names it."""
+
+    def __init__(self, label: str, reason: str):
+        super().__init__(f"{label} {reason}")
+        self.label = label
 
 
 def _defining_class(cls: type, attribute: str) -> type | None:
@@ -83,7 +87,7 @@ class FunctionTarget:
         except AttributeError as error:
             if getattr(getattr(module, "__spec__", None), "_initializing", False):
                 return []  # still importing: another target's import hook ran meanwhile; wrapped when done
-            raise TargetMissingError(f"{self.module}.{self.qualname} no longer exists ({error})") from error
+            raise TargetMissingError(f"{self.module}.{self.qualname}", f"no longer exists ({error})") from error
         return [Site(owner, attribute, f"{self.module}.{self.qualname}", source)]
 
 
@@ -116,7 +120,7 @@ class GRPOTrainerMethod:
         for cls in live_grpo_trainer_classes():
             owner = _defining_class(cls, self.name)
             if owner is None or owner.__module__.startswith("transformers"):
-                raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__} has no method {self.name}")
+                raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__}", f"has no method {self.name}")
             label = f"{owner.__module__}.{owner.__qualname__}.{self.name}"
             if all(site.label != label for site in sites):
                 sites.append(Site(owner, self.name, label, getattr(owner, self.name)))
@@ -248,7 +252,7 @@ def _apply_all() -> list[ReportEntry]:
                     f"patch {patch.name!r} cannot find its target: {error}. Call patch(strict=False) to skip it."
                 ) from error
             logger.warning("unsloth_vlm_grpo: skipping patch %s: %s", patch.name, error)
-            entries.append(ReportEntry(patch.name, str(error).split(" ")[0], "skipped", "target missing"))
+            entries.append(ReportEntry(patch.name, error.label, "skipped", "target missing"))
             continue
         if not sites:
             modules = ", ".join(sorted(patch.modules()))

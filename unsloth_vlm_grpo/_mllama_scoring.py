@@ -78,14 +78,16 @@ def score_with_image_fields(wrapped, trainer, args, kwargs, otherwise):
     if not fields:
         fields = dict(_LOSS_BATCH.get() or {})
     model = args[0] if args else kwargs["model"]
-    if not fields or not is_mllama(trainer.accelerator.unwrap_model(model)):
+    unwrapped = trainer.accelerator.unwrap_model(model)
+    if not fields or not is_mllama(unwrapped):
         return otherwise()
     # Slice per sample here: TRL would slice mllama's per-sample pixel_values per image.
     if kwargs.get("pixel_values") is not None:
         fields["pixel_values"] = kwargs["pixel_values"]
     kwargs = {**kwargs, "pixel_values": None, "num_images": None, "image_sizes": None}
-    proxy = _RowsOfEachChunk(model, fields, trainer.accelerator.unwrap_model(model).config.image_token_index)
-    args = (proxy, *args[1:]) if args else args
-    if not args:
+    proxy = _RowsOfEachChunk(model, fields, unwrapped.config.image_token_index)
+    if args:
+        args = (proxy, *args[1:])
+    else:
         kwargs["model"] = proxy
     return wrapped(*args, **kwargs)

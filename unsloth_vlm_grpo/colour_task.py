@@ -35,9 +35,15 @@ def colour_dataset(rows: int = 64, blank: bool = False, seed: int = 0, size: int
     return Dataset.from_list(records)
 
 
+def completion_text(completion) -> str:
+    """A completion as reward functions get it: TRL passes conversational ones as message lists, Unsloth's
+    generated trainer as plain text."""
+    return completion if isinstance(completion, str) else completion[0]["content"]
+
+
 def exact_colour_reward(completions, answer, **kwargs) -> list[float]:
     """1.0 when the completion's first word is the right colour."""
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    texts = [completion_text(completion) for completion in completions]
     return [float(text.strip().split()[:1] == [expected]) for text, expected in zip(texts, answer)]
 
 

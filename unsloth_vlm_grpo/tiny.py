@@ -13,6 +13,12 @@ from dataclasses import dataclass
 import torch
 from PIL import Image
 
+# Every linear layer of the tiny models' language and vision towers, as a PEFT ``target_modules`` regex
+# (linear_fc1/linear_fc2: Qwen3-VL's vision MLPs and patch mergers, the deepstack mergers included).
+VISION_AND_LANGUAGE_LORA_TARGETS = (
+    r".*\.(q_proj|k_proj|v_proj|o_proj|qkv|proj|fc1|fc2|linear_fc1|linear_fc2|out_proj|gate_proj|up_proj|down_proj)"
+)
+
 FAMILIES = ("qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next", "mllama")
 
 _CORPUS = (
@@ -79,13 +85,15 @@ class TinyVLM:
     processor: object
 
 
+def _qwen_tokenizer():
+    return _train_tokenizer(_QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None)
+
+
 def qwen_processor(family: str, image_size: int):
     """A Qwen2-VL / Qwen2.5-VL processor with a tiny trained tokenizer; images become ``image_size`` squared."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
-    tokenizer = _train_tokenizer(
-        _QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
-    )
+    tokenizer = _qwen_tokenizer()
     pixels = image_size * image_size
     image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
     processor_class = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
@@ -235,9 +243,7 @@ def _qwen3_vl(image_size: int):
         Qwen3VLVideoProcessor,
     )
 
-    tokenizer = _train_tokenizer(
-        _QWEN_SPECIALS, 320, eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None
-    )
+    tokenizer = _qwen_tokenizer()
     # Qwen3-VL's patches are 16 px and merge 2x2: sides round to multiples of 32, so a 56 px image becomes
     # 64x64, i.e. 4 image tokens.
     side = max(32, round(image_size / 32) * 32)

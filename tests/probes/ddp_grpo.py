@@ -63,7 +63,8 @@ from PIL import Image  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
-from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
+from unsloth_vlm_grpo.colour_task import completion_text  # noqa: E402
+from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, build_tiny_vlm  # noqa: E402
 
 # No PartialState here: TrainingArguments resets Accelerate's state and builds its own. The launcher's
 # (torchrun's) environment says who this process is; the trainer's accelerator confirms it below.
@@ -97,10 +98,6 @@ misaligned: list[str] = []
 images_checked = 0
 
 
-def _text(completion) -> str:
-    return completion if isinstance(completion, str) else completion[0]["content"]
-
-
 def _prompt_text(prompt) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -122,7 +119,8 @@ def aligned_reward(prompts, completions, answer, row_id, **kwargs):
             misaligned.append(f"step {step} position {position}: row_id {row} answer {name} centre {centre} "
                               f"corner {corner} prompt {_prompt_text(prompt)[-40:]!r}")  # fmt: skip
     # Bounded and varying: distinct characters of the completion, plus 1 when it names the colour.
-    rewards = [min(len(set(_text(c))), 16) / 16 + float(name in _text(c)) for c, name in zip(completions, answer)]
+    texts = [completion_text(completion) for completion in completions]
+    rewards = [min(len(set(text)), 16) / 16 + float(name in text) for text, name in zip(texts, answer)]
     local_rewards.setdefault(step, []).extend(rewards)
     return rewards
 
@@ -188,12 +186,9 @@ try:
         model, processor = tiny.model, tiny.processor
         if on_cuda:
             model = model.to(torch.bfloat16)
-        # linear_fc1/linear_fc2: Qwen3-VL's vision MLPs and mergers (as tests/test_grpo_options.py).
         peft_config = LoraConfig(
-            r=8, lora_alpha=16, lora_dropout=0.0,
-            target_modules=r".*\.(q_proj|k_proj|v_proj|o_proj|qkv|proj|fc1|fc2|linear_fc1|linear_fc2|out_proj"
-                           r"|gate_proj|up_proj|down_proj)",
-        )  # fmt: skip
+            r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
+        )
     args = GRPOConfig(
         output_dir=str(outdir / "trainer"), per_device_train_batch_size=per_device,
         num_generations=cli.num_generations, max_completion_length=cli.max_completion_length,

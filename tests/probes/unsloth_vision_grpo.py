@@ -39,6 +39,7 @@ from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from unsloth_vlm_grpo._vision_tokens import vision_token_ids  # noqa: E402
+from unsloth_vlm_grpo.colour_task import completion_text  # noqa: E402
 from unsloth_vlm_grpo.tiny import build_tiny_vlm, favour_token, solid_image  # noqa: E402
 
 tiny = build_tiny_vlm(family)
@@ -66,8 +67,7 @@ rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "te
 
 
 def reward(completions, **kwargs):
-    # TRL passes conversational completions as message lists; Unsloth's trainer passes plain text.
-    texts = [c if isinstance(c, str) else c[0]["content"] for c in completions]
+    texts = [completion_text(completion) for completion in completions]
     return [float(len(set(text))) for text in texts]
 
 
