@@ -10,6 +10,7 @@ from datasets import Dataset
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
+from conftest import ROOT, run_probe
 from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
 from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from unsloth_vlm_grpo._mllama import cross_attention_mask_from_ids, tiles_of
@@ -188,3 +189,18 @@ def test_unpatched_generation_misreads_the_processor_mask(tiny):
 
 def test_patched_generation_aligns_the_processor_mask(patched, tiny):
     torch.testing.assert_close(_first_scores(tiny, "unpadded"), _first_scores(tiny, "padded"))
+
+
+@pytest.mark.parametrize("family", ["mllama", "qwen2_5_vl"])
+def test_unsloths_generated_trainer_refuses_mllama_before_training(family, tmp_path):
+    """Unsloth's generated class scores with unsloth_zoo's code, which drops mllama's image fields (measured on
+    an H200: "`aspect_ratio_ids` must be provided" at the first loss). The refusal comes before training and
+    says what to do instead; another family passes the same check (so it tests mllama, not the class)."""
+    result = run_probe([str(ROOT / "tests" / "probes" / "unsloth_cpu_dataloader.py"), family], tmp_path)
+    assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
+    if family == "qwen2_5_vl":
+        assert result["error"] is None
+        return
+    assert result["error_type"] == "ImageInputError"
+    assert result["error"].startswith("dataset row 0 has an image, but Llama 3.2 Vision (mllama) cannot be trained")
+    assert "UnslothGRPOTrainer's code" in result["error"] and "does not import unsloth" in result["error"]

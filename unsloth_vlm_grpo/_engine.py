@@ -51,7 +51,7 @@ class TargetMissingError(AttributeError):
         self.label = label
 
 
-def _defining_class(cls: type, attribute: str) -> type | None:
+def defining_class(cls: type, attribute: str) -> type | None:
     return next((klass for klass in cls.__mro__ if attribute in vars(klass)), None)
 
 
@@ -118,7 +118,7 @@ class GRPOTrainerMethod:
     def resolve(self) -> list[Site]:
         sites = []
         for cls in live_grpo_trainer_classes():
-            owner = _defining_class(cls, self.name)
+            owner = defining_class(cls, self.name)
             if owner is None or owner.__module__.startswith("transformers"):
                 raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__}", f"has no method {self.name}")
             label = f"{owner.__module__}.{owner.__qualname__}.{self.name}"

@@ -6,8 +6,11 @@ language layers with Unsloth's gradient checkpointing, and trains through ``trl.
 generated class). Every family runs in both precisions; the three import orders rotate over the cases so
 each order runs with each precision. The unpatched controls must crash; the learning proof must learn.
 Run on a GPU machine: ``python -m pytest -m gpu -n 8 tests/gpu`` (Unsloth compiles for ~1-2 minutes per
-process; the Gemma 3 learning proof alone takes ~15 minutes).
+process; the Gemma 3 learning proof under Unsloth has not finished yet: its steps slow down as it trains,
+1.9 s at step 2 to 3.6 s at step 35 on an H200, cause not found; README "Support").
 """
+
+import logging
 
 import pytest
 
@@ -25,11 +28,18 @@ CASES = [
 CONTROL_CRASHES = ("Image features and image tokens do not match", "device-side assert triggered")
 CHANCE = 1 / 3
 LEARNING = {
-    "gemma3": {"steps": 300, "learning_rate": 1e-3, "timeout": 2400},  # 2-4 s per step under Unsloth
+    "gemma3": {"steps": 300, "learning_rate": 1e-3, "timeout": 2400},  # slows down under Unsloth: see README
     "qwen2_5_vl": {"steps": 300, "learning_rate": 1e-3, "timeout": 900},
 }
 
 pytestmark = pytest.mark.gpu
+
+
+def _log_curve(family: str, images: str, result: dict) -> None:
+    logging.getLogger(__name__).info(
+        "%s %s: first 10 %.3f, last 20 %.3f, %.0f s, reward every 25 steps %s", family, images,
+        result["first_10"], result["last_20"], result["seconds"], [round(r, 2) for r in result["rewards"][::25]],
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(("family", "order", "precision"), CASES)
@@ -54,22 +64,25 @@ def test_unpatched_unsloth_trainer_crashes_on_placeholder_sampling(family, tmp_p
     assert any(sign in result["error"] for sign in CONTROL_CRASHES), result["error"]
 
 
-def test_mllama_under_unsloths_trainer_is_not_supported_yet(tmp_path):
+def test_mllama_under_unsloths_trainer_is_refused_before_training(tmp_path):
     """Unsloth's generated trainer scores through unsloth_zoo's own vision code, which drops mllama's
-    aspect_ratio_ids/cross_attention_mask; per_sample_image_scoring covers TRL's class only. This pins the
-    measured failure so that support is noticed when it comes."""
+    aspect_ratio_ids/cross_attention_mask (measured: "`aspect_ratio_ids` must be provided if `pixel_values`
+    is provided" at the first loss); per_sample_image_scoring covers TRL's class only. The library refuses
+    the combination before training with what to do instead."""
     result = run_probe([PROBE, "mllama", "patch_first", "strict", "stress", "4", "16bit"], tmp_path, timeout=900)
     assert result["outcome"] == "crashed"
-    assert "`aspect_ratio_ids` must be provided" in result["error"]
+    assert "Llama 3.2 Vision (mllama) cannot be trained with UnslothGRPOTrainer" in result["error"], result["error"]
+    assert result["steps_done"] == 0
 
 
 @pytest.mark.parametrize("family", list(LEARNING))
 def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
     """Full fine-tuning through FastVisionModel(full_finetuning=True), as the CPU proof. Qwen2.5-VL: ~95 s
-    on an H200. Gemma 3 is much slower under Unsloth (2-4 s per step on the tiny model, ~15 min in all)."""
+    on an H200. Gemma 3 slows down step by step under Unsloth (see the module docstring)."""
     settings = LEARNING[family]
     result = run_probe([LEARNING_PROBE, family, "full", "images", str(settings["steps"]),
                         str(settings["learning_rate"])], tmp_path, timeout=settings["timeout"])  # fmt: skip
+    _log_curve(family, "images", result)
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
     assert len(result["rewards"]) == settings["steps"]
     assert result["first_10"] < CHANCE + 0.15, result["rewards"][:10]
@@ -81,4 +94,5 @@ def test_reward_stays_at_chance_with_blank_images_under_unsloth(family, tmp_path
     settings = LEARNING[family]
     result = run_probe([LEARNING_PROBE, family, "full", "blank", str(settings["steps"]),
                         str(settings["learning_rate"])], tmp_path, timeout=settings["timeout"])  # fmt: skip
+    _log_curve(family, "blank", result)
     assert abs(result["last_20"] - CHANCE) < 0.15, result["rewards"][-20:]

@@ -1,0 +1,39 @@
+"""Probe (CPU): build Unsloth's generated GRPOTrainer around a tiny VLM and ask it for its training dataloader.
+
+Usage: unsloth_cpu_dataloader.py FAMILY. Prints ``RESULT <json>``: the trainer class and the error that
+``get_train_dataloader`` raised, if any. UNSLOTH_ALLOW_CPU=1 makes ``import unsloth`` take its GPU code path
+so ``_patch_trl_rl_trainers`` generates the real class; training it needs a GPU, building it does not."""
+
+import json
+import os
+import sys
+import tempfile
+
+os.environ["UNSLOTH_ALLOW_CPU"] = "1"
+family = sys.argv[1]
+
+import unsloth_vlm_grpo  # noqa: E402
+
+unsloth_vlm_grpo.patch(strict=True)
+import unsloth  # noqa: E402,F401
+import unsloth.models.rl as rl  # noqa: E402
+
+rl._patch_trl_rl_trainers("grpo_trainer")
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+
+from unsloth_vlm_grpo.colour_task import colour_dataset, exact_colour_reward  # noqa: E402
+from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
+
+tiny = build_tiny_vlm(family)
+args = GRPOConfig(
+    output_dir=tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=4, num_generations=2,
+    max_completion_length=2, report_to="none", optim="adamw_torch", bf16=False, use_cpu=True,
+)  # fmt: skip
+trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=exact_colour_reward, args=args,
+                      train_dataset=colour_dataset(rows=8))  # fmt: skip
+result = {"trainer_class": f"{type(trainer).__module__}.{type(trainer).__qualname__}", "error_type": None, "error": None}
+try:
+    trainer.get_train_dataloader()
+except Exception as error:  # reported, not raised: the test reads it
+    result.update(error_type=type(error).__name__, error=str(error))
+print("RESULT " + json.dumps(result))
