@@ -4,7 +4,10 @@ through the patched stock trl.GRPOTrainer on a tiny model loaded with FastVision
 Usage: unsloth_colour_task.py FAMILY MODE IMAGES STEPS [LEARNING_RATE]
   MODE: full (``full_finetuning=True``) | lora (LoRA on vision and language layers);
   IMAGES: images | blank (every image white: reward must stay at chance).
-Prints ``RESULT <json>`` with the mean reward per optimizer step."""
+Prints ``RESULT <json>`` with the mean reward per optimizer step.
+PROBE_DIAGNOSE=1 also prints a ``DIAG`` line per step (step time, dynamo frames compiled so far, forward hooks
+in the model, GPU memory) and turns dynamo's recompile log back on (``import unsloth`` silences
+``TORCH_LOGS``): for Gemma 3, whose steps get slower under Unsloth while Qwen2.5-VL's do not."""
 
 import json
 import os
@@ -50,6 +53,19 @@ args = GRPOConfig(
 )  # fmt: skip
 
 
+class Diagnose(TrainerCallback):
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.began = time.perf_counter()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        from torch._dynamo.utils import counters
+
+        hooks = sum(len(module._forward_hooks) for module in model.modules())
+        print(f"DIAG step {state.global_step} {time.perf_counter() - self.began:.3f}s frames "
+              f"{counters['frames']['total']} forward_hooks {hooks} "
+              f"allocated_MiB {torch.cuda.memory_allocated() >> 20}", flush=True)
+
+
 class Progress(TrainerCallback):
     """A line every 25 steps, so a run cut off by a time limit still shows how far it got."""
 
@@ -61,8 +77,11 @@ class Progress(TrainerCallback):
 
 trainer = GRPOTrainer(
     model=model, processing_class=processor, reward_funcs=exact_colour_reward, args=args,
-    train_dataset=colour_dataset(rows=600, blank=images == "blank", seed=0), callbacks=[Progress()],
+    train_dataset=colour_dataset(rows=600, blank=images == "blank", seed=0),
+    callbacks=[Progress(), Diagnose()] if os.environ.get("PROBE_DIAGNOSE") == "1" else [Progress()],
 )  # fmt: skip
+if os.environ.get("PROBE_DIAGNOSE") == "1":
+    torch._logging.set_logs(recompiles=True)
 started = time.perf_counter()
 trainer.train()
 rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
