@@ -39,8 +39,8 @@ def test_benchmark_tiny_plain_trl_on_cpu(tmp_path):
 @pytest.mark.parametrize(("preset", "total", "vision"), [("qwen2_5_vl_3b", 3.75e9, 0.67e9), ("gemma3_4b", 4.30e9, 0.42e9)])
 def test_presets_have_the_released_models_sizes(preset, total, vision, monkeypatch):
     """Built on the meta device (no weights): the shapes give the released checkpoints' parameter counts
-    (Qwen2.5-VL-3B-Instruct 3.75B, of which the vision tower and merger 0.67B; gemma-3-4b-it 4.30B, SigLIP
-    and projector 0.42B), so the benchmark measures models of the real size."""
+    (Qwen2.5-VL-3B-Instruct 3.75B, of which the vision tower and merger 0.67B; gemma-3-4b-it 4.30B, of
+    which the SigLIP vision tower 0.42B), so the benchmark measures models of the real size."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     from _presets import PRESETS, meta_parameter_counts
 

@@ -97,7 +97,7 @@ def check_vision_gradients(ranks):
 
 
 def check_weights_in_sync(ranks):
-    """Ranks computed gradients on other prompts: identical weights after the steps mean DDP averaged them."""
+    """Ranks computed gradients on other prompts: identical weights after the steps mean DDP all-reduced them."""
     before, after = ([record[key] for record in ranks] for key in ("checksum_before", "checksum_after"))
     assert len({a["sha256"] for a in after}) == 1, after
     assert len({a["sum"] for a in after}) == 1, after

@@ -191,16 +191,44 @@ def test_patched_generation_aligns_the_processor_mask(patched, tiny):
     torch.testing.assert_close(_first_scores(tiny, "unpadded"), _first_scores(tiny, "padded"))
 
 
-@pytest.mark.parametrize("family", ["mllama", "qwen2_5_vl"])
-def test_unsloths_generated_trainer_refuses_mllama_before_training(family, tmp_path):
+REFUSAL = ("has an image, but Llama 3.2 Vision (mllama) cannot be trained on images with Unsloth's GRPOTrainer "
+           "(UnslothGRPOTrainer): it scores completions with unsloth_zoo's code")
+
+
+@pytest.mark.parametrize(
+    ("family", "dataset", "refused_at"),
+    [("mllama", "map", "dataset row 0 "), ("mllama", "streaming", "a row of this batch "), ("qwen2_5_vl", "map", None)],
+)
+def test_unsloths_generated_trainer_refuses_mllama_images(family, dataset, refused_at, tmp_path):
     """Unsloth's generated class scores with unsloth_zoo's code, which drops mllama's image fields (measured on
-    an H200: "`aspect_ratio_ids` must be provided" at the first loss). The refusal comes before training and
-    says what to do instead; another family passes the same check (so it tests mllama, not the class)."""
-    result = run_probe([str(ROOT / "tests" / "probes" / "unsloth_cpu_dataloader.py"), family], tmp_path)
+    an H200: "`aspect_ratio_ids` must be provided" at the first loss). A map-style dataset is refused before
+    training, a streaming one at its first batch with an image, each saying what to do instead. Another family
+    gets past both checks to Unsloth's own ``for_training``, which a model not loaded by FastVisionModel lacks
+    (that is as far as a CPU goes), so the refusal is about mllama, not the class."""
+    probe = str(ROOT / "tests" / "probes" / "unsloth_cpu_trainer_start.py")
+    result = run_probe([probe, family, dataset], tmp_path)
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
-    if family == "qwen2_5_vl":
-        assert result["error"] is None
+    if refused_at is None:
+        assert (result["error_type"], result["error"]) == (
+            "AttributeError", "'Qwen2_5_VLForConditionalGeneration' object has no attribute 'for_training'")
         return
     assert result["error_type"] == "ImageInputError"
-    assert result["error"].startswith("dataset row 0 has an image, but Llama 3.2 Vision (mllama) cannot be trained")
-    assert "UnslothGRPOTrainer's code" in result["error"] and "does not import unsloth" in result["error"]
+    assert result["error"].startswith(refused_at + REFUSAL), result["error"]
+    assert result["error"].endswith("in a process that does not import unsloth")
+
+
+def test_a_subclass_of_trls_trainer_is_not_refused(patched, tiny, tmp_path):
+    """The refusal is for Unsloth's class only: a user's subclass of TRL's trainer that overrides the scoring
+    method (here to count its calls) still trains mllama on images."""
+    calls = []
+
+    class CountingGRPOTrainer(GRPOTrainer):
+        def _get_per_token_logps_and_entropies(self, *args, **kwargs):
+            calls.append(1)
+            return super()._get_per_token_logps_and_entropies(*args, **kwargs)
+
+    trainer = CountingGRPOTrainer(model=tiny.model, processing_class=tiny.processor,
+                                  reward_funcs=distinct_characters_reward,
+                                  args=grpo_config(tmp_path, max_steps=1), train_dataset=colour_dataset())  # fmt: skip
+    trainer.train()
+    assert len(logged_losses(trainer)) == 1 and calls

@@ -25,6 +25,8 @@ logger = logging.getLogger("unsloth_vlm_grpo")
 
 _MISSING = object()
 GRPO_TRAINER_MODULE = "trl.trainer.grpo_trainer"
+# The module Unsloth generates its copy of the trainer into (executed from a file in its compile cache).
+UNSLOTH_GRPO_TRAINER_MODULE = "UnslothGRPOTrainer"
 
 
 @dataclass(frozen=True)

@@ -2,22 +2,24 @@
 
 Target: ``GRPOTrainer.get_train_dataloader`` on TRL's class and on Unsloth's generated class
 (trl 1.15.0, unsloth 2026.10.9).
-Why: TRL 1.15 finds a bad image row only when a batch reaches the model, with an error that does not
-name the row (or a deep shape error). Before training starts, each row of a map-style dataset is
-checked without decoding pixels: ``{"type": "image"}`` placeholders match the images given, the
-``images`` column holds lists, no image is None, each file exists, is an image, is not empty and passes
-``Image.verify``; and that the trainer can use images at all (a processor, not a tokenizer; a model with
-a vision tower; a processor that belongs to the model; for Llama 3.2 Vision, no text-only rows next to
-image rows, which its processor cannot batch, and TRL's own scoring code, not Unsloth's). The first problem raises ``ImageInputError`` (a
-``ValueError``) naming the row index and the cause. Streaming datasets are checked per batch by ``image_batch_normalisation``.
-Remove when: TRL validates multimodal rows up front with row indices.
+Why: TRL 1.15 finds a bad image row only when a batch reaches the model, with an error that does not name the
+row (or a deep shape error). Before training starts, each row of a map-style dataset is checked without
+decoding pixels: ``{"type": "image"}`` placeholders match the images given, the ``images`` column holds lists,
+no image is None, each file exists, is an image, is not empty and passes ``Image.verify``; and that the
+trainer can use images at all (a processor, not a tokenizer; a model with a vision tower; a processor that
+belongs to the model; for Llama 3.2 Vision, no text-only rows next to image rows, which its processor cannot
+batch, and not Unsloth's generated trainer, which cannot score it). The first problem raises
+``ImageInputError`` (a ``ValueError``) naming the row index and the cause. Streaming datasets are checked per
+batch by ``image_batch_normalisation``.
+Remove when: TRL validates multimodal rows up front with row indices (and move the mllama refusal, whose
+own removal condition is in ``unsloth_vlm_grpo._mllama.refuse_images_under_unsloth``).
 """
 
 from __future__ import annotations
 
-from .._engine import GRPO_TRAINER_MODULE, GRPOTrainerMethod, Patch, defining_class
+from .._engine import GRPOTrainerMethod, Patch
 from .._images import ImageInputError, check_dataset
-from .._mllama import is_mllama
+from .._mllama import is_mllama, refuse_images_under_unsloth
 
 
 def _expected_processor_class(model_type: str) -> str | None:
@@ -48,24 +50,6 @@ def check_model_and_processor(trainer, row: int) -> None:
         )
 
 
-def check_scoring_supports_model(trainer, row: int) -> None:
-    """Raise for Llama 3.2 Vision when the trainer scores completions with Unsloth's code rather than TRL's.
-
-    Measured on unsloth 2026.10.9 (H200): unsloth_zoo's scoring never passes ``aspect_ratio_ids``,
-    ``aspect_ratio_mask`` or ``cross_attention_mask`` to the model, so the first loss forward fails
-    with "`aspect_ratio_ids` must be provided if `pixel_values` is provided" after Unsloth has loaded
-    and compiled the model; ``per_sample_image_scoring`` fixes TRL's scoring only.
-    """
-    scorer = defining_class(type(trainer), "_get_per_token_logps_and_entropies")
-    if is_mllama(trainer.model) and scorer is not None and scorer.__module__ != GRPO_TRAINER_MODULE:
-        raise ImageInputError(
-            f"dataset row {row} has an image, but Llama 3.2 Vision (mllama) cannot be trained with "
-            f"{type(trainer).__name__}: it scores completions with {scorer.__module__}'s code, which does not pass "
-            "aspect_ratio_ids, aspect_ratio_mask or cross_attention_mask to the model. Train Llama 3.2 Vision "
-            "with TRL's GRPOTrainer and a transformers/PEFT model, in a process that does not import unsloth"
-        )
-
-
 def check_rows_without_images(trainer, with_image: int, without_image: int) -> None:
     """Raise when the model's processor cannot batch rows without images with rows that have them."""
     if is_mllama(trainer.model):
@@ -82,7 +66,7 @@ def _check_then_load(wrapped, trainer, args, kwargs):
         with_image, without_image = check_dataset(dataset)
         if with_image is not None:
             check_model_and_processor(trainer, with_image)
-            check_scoring_supports_model(trainer, with_image)
+            refuse_images_under_unsloth(trainer, f"dataset row {with_image}")
             if without_image is not None:
                 check_rows_without_images(trainer, with_image, without_image)
     return wrapped(*args, **kwargs)

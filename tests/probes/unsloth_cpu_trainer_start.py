@@ -1,8 +1,9 @@
-"""Probe (CPU): build Unsloth's generated GRPOTrainer around a tiny VLM and ask it for its training dataloader.
+"""Probe (CPU): start training Unsloth's generated GRPOTrainer on a tiny VLM, as far as a CPU gets.
 
-Usage: unsloth_cpu_dataloader.py FAMILY. Prints ``RESULT <json>``: the trainer class and the error that
-``get_train_dataloader`` raised, if any. UNSLOTH_ALLOW_CPU=1 makes ``import unsloth`` take its GPU code path
-so ``_patch_trl_rl_trainers`` generates the real class; training it needs a GPU, building it does not."""
+Usage: unsloth_cpu_trainer_start.py FAMILY map|streaming. Prints ``RESULT <json>``: the trainer class and the
+error ``train()`` raised. UNSLOTH_ALLOW_CPU=1 makes ``import unsloth`` take its GPU code path so
+``_patch_trl_rl_trainers`` generates the real class; building it works on CPU, training a model that
+FastVisionModel did not load stops at Unsloth's ``for_training`` (FastVisionModel itself needs a GPU)."""
 
 import json
 import os
@@ -10,7 +11,7 @@ import sys
 import tempfile
 
 os.environ["UNSLOTH_ALLOW_CPU"] = "1"
-family = sys.argv[1]
+family, dataset_kind = sys.argv[1:3]
 
 import unsloth_vlm_grpo  # noqa: E402
 
@@ -29,11 +30,14 @@ args = GRPOConfig(
     output_dir=tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=4, num_generations=2,
     max_completion_length=2, report_to="none", optim="adamw_torch", bf16=False, use_cpu=True,
 )  # fmt: skip
+dataset = colour_dataset(rows=8)
+if dataset_kind == "streaming":
+    dataset = dataset.to_iterable_dataset()
 trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=exact_colour_reward, args=args,
-                      train_dataset=colour_dataset(rows=8))  # fmt: skip
+                      train_dataset=dataset)  # fmt: skip
 result = {"trainer_class": f"{type(trainer).__module__}.{type(trainer).__qualname__}", "error_type": None, "error": None}
 try:
-    trainer.get_train_dataloader()
+    trainer.train()
 except Exception as error:  # reported, not raised: the test reads it
     result.update(error_type=type(error).__name__, error=str(error))
 print("RESULT " + json.dumps(result))
