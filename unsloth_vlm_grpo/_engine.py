@@ -57,6 +57,11 @@ def defining_class(cls: type, attribute: str) -> type | None:
     return next((klass for klass in cls.__mro__ if attribute in vars(klass)), None)
 
 
+def is_unsloth_generated(obj: object) -> bool:
+    """Whether a class or function comes from the trainer module Unsloth generates, not from TRL."""
+    return getattr(obj, "__module__", None) == UNSLOTH_GRPO_TRAINER_MODULE
+
+
 @dataclass(frozen=True)
 class FunctionTarget:
     """A module-level function, or an attribute of a class defined in a module: ``module`` + ``qualname``.

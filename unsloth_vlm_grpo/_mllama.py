@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ._engine import UNSLOTH_GRPO_TRAINER_MODULE, defining_class
+from ._engine import defining_class, is_unsloth_generated
 from ._images import ImageInputError
 
 MODEL_TYPE = "mllama"
@@ -34,8 +34,9 @@ def refuse_images_under_unsloth(trainer, where: str) -> None:
     scoring only. Remove when unsloth_zoo forwards these fields (``tests/gpu/test_unsloth_gpu.py``'s mllama
     test then shows it: run the probe with this refusal removed).
     """
-    scorer = defining_class(type(trainer), "_get_per_token_logps_and_entropies")
-    if not is_mllama(trainer.model) or scorer is None or scorer.__module__ != UNSLOTH_GRPO_TRAINER_MODULE:
+    if not is_mllama(trainer.model):
+        return
+    if not is_unsloth_generated(defining_class(type(trainer), "_get_per_token_logps_and_entropies")):
         return
     raise ImageInputError(
         f"{where} has an image, but Llama 3.2 Vision (mllama) cannot be trained on images with Unsloth's "

@@ -18,13 +18,13 @@ scoring forward.
 
 from __future__ import annotations
 
-from .._engine import GRPO_TRAINER_MODULE, GRPOTrainerMethod, Patch
+from .._engine import GRPOTrainerMethod, Patch, is_unsloth_generated
 from .._mllama_scoring import loss_with_image_fields, score_with_image_fields
 from .._padded_scoring import score_padded_chunks_by_rows
 
 
 def _score_with_per_sample_image_inputs(wrapped, trainer, args, kwargs):
-    if wrapped.__module__ != GRPO_TRAINER_MODULE:
+    if is_unsloth_generated(wrapped):
         return wrapped(*args, **kwargs)  # Unsloth's generated trainer scores through its own code
     if wrapped.__name__ == "_compute_loss":
         return loss_with_image_fields(wrapped, args, kwargs)
