@@ -333,6 +333,12 @@ def combine(args) -> int:
         results.update({result["config"]: result for result in saved})
     if meta is None:
         raise SystemExit("--combine needs at least one full results.json (it holds the model and the versions)")
+    # The report states the step counts the runs used, not this invocation's defaults.
+    counts = {(len(r["warmup_seconds"]), len(r["steps"])) for r in results.values() if r.get("status") == "ok"}
+    if len(counts) > 1:
+        raise SystemExit(f"--combine: the runs used different warm-up/measured step counts {sorted(counts)}")
+    if counts:
+        args.warmup_steps, args.measured_steps = counts.pop()
     Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     report(args, meta, [results[name] for name in sorted(results)], versions)
     return 0

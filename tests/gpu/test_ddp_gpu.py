@@ -39,6 +39,7 @@ Cases:
 import json
 import logging
 import math
+import socket
 import statistics
 
 import pytest
@@ -68,12 +69,19 @@ ONE_GPU = ["-m", "accelerate.commands.launch", "--num_processes", "1", "--num_ma
            "--mixed_precision", "bf16", "--dynamo_backend", "no"]  # fmt: skip
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def launch(tmp_path, launcher: list[str], probe_args: list[str], world: int, env: dict | None = None) -> list[dict]:
     """Run the probe; return every rank's record, or fail with each rank's error and the launcher's output."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "out"
-    args = [*launcher, PROBE, str(out), "--global-batch", str(GLOBAL_BATCH), "--num-generations",
-            str(GENERATIONS), *probe_args]  # fmt: skip
+    # Its own rendezvous port: under pytest-xdist two launches at once would both take accelerate's 29500.
+    args = [*launcher, "--main_process_port", str(free_port()), PROBE, str(out), "--global-batch",
+            str(GLOBAL_BATCH), "--num-generations", str(GENERATIONS), *probe_args]  # fmt: skip
     process = run_python(args, tmp_path, {**ENV, **(env or {})}, timeout=900)
     files = [out / f"rank{r}.json" for r in range(world)]
     records = [json.loads(file.read_text()) for file in files if file.exists()]

@@ -6,13 +6,10 @@ language layers with Unsloth's gradient checkpointing, and trains through ``trl.
 generated class). Every family runs in both precisions; the three import orders rotate over the cases so
 each order runs with each precision. The unpatched controls must crash; the learning proof must learn.
 Run on a GPU machine: ``python -m pytest -m gpu -n 8 tests/gpu`` (Unsloth compiles for ~1-2 minutes per
-process). The Gemma 3 learning proof under Unsloth is skipped unless ``RUN_GEMMA3_LEARNING=1``: it has not
-finished yet, its steps slowing down as it trains (1.9 s at step 2 to 3.6 s at step 35 on an H200, cause not
-found; README "Support").
+process).
 """
 
 import logging
-import os
 
 import pytest
 
@@ -30,15 +27,10 @@ CASES = [
 CONTROL_CRASHES = ("Image features and image tokens do not match", "device-side assert triggered")
 CHANCE = 1 / 3
 LEARNING = {
-    "gemma3": {"steps": 300, "learning_rate": 1e-3, "timeout": 2400},  # slows down under Unsloth: see README
+    # Gemma 3 in bf16 under Unsloth: 0.90 over the last 20 of 300 steps on an H200, still rising; 500 steps.
+    "gemma3": {"steps": 500, "learning_rate": 1e-3, "timeout": 900},
     "qwen2_5_vl": {"steps": 300, "learning_rate": 1e-3, "timeout": 900},
 }
-# Gemma 3's proof does not finish in reasonable time yet (module docstring): run it on purpose only.
-SLOW_GEMMA3 = pytest.mark.skipif(
-    os.environ.get("RUN_GEMMA3_LEARNING") != "1",
-    reason="Gemma 3 slows down step by step under Unsloth (README Support); RUN_GEMMA3_LEARNING=1 runs it",
-)
-LEARNING_FAMILIES = [pytest.param(family, marks=SLOW_GEMMA3) if family == "gemma3" else family for family in LEARNING]
 
 pytestmark = pytest.mark.gpu
 
@@ -85,10 +77,10 @@ def test_mllama_under_unsloths_trainer_is_refused_before_training(tmp_path):
     assert result["steps_done"] == 0
 
 
-@pytest.mark.parametrize("family", LEARNING_FAMILIES)
+@pytest.mark.parametrize("family", LEARNING)
 def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
-    """Full fine-tuning through FastVisionModel(full_finetuning=True), as the CPU proof. Qwen2.5-VL: ~95 s
-    on an H200. Gemma 3 slows down step by step under Unsloth (see the module docstring)."""
+    """Full fine-tuning through FastVisionModel(full_finetuning=True), as the CPU proof. On an H200:
+    Qwen2.5-VL ~95 s, Gemma 3 ~0.14 s per step after ~2 minutes of compiling."""
     settings = LEARNING[family]
     result = run_probe([LEARNING_PROBE, family, "full", "images", str(settings["steps"]),
                         str(settings["learning_rate"])], tmp_path, timeout=settings["timeout"])  # fmt: skip
@@ -99,7 +91,7 @@ def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
     assert result["last_20"] >= 0.9, result["rewards"][-20:]
 
 
-@pytest.mark.parametrize("family", LEARNING_FAMILIES)
+@pytest.mark.parametrize("family", LEARNING)
 def test_reward_stays_at_chance_with_blank_images_under_unsloth(family, tmp_path):
     settings = LEARNING[family]
     result = run_probe([LEARNING_PROBE, family, "full", "blank", str(settings["steps"]),

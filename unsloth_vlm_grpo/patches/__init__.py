@@ -15,6 +15,7 @@ from . import (
     placeholder_neutralisation,
     placeholder_suppression,
     reward_rows,
+    stale_input_grad_hooks,
     unsloth_trainer_regeneration,
 )
 
@@ -30,4 +31,5 @@ ALL_PATCHES = (
     mllama_cross_attention_mask.PATCH,
     per_sample_image_scoring.PATCH,
     per_sample_pixel_values_shuffling.PATCH,
+    stale_input_grad_hooks.PATCH,
 )

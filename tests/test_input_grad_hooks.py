@@ -1,0 +1,91 @@
+"""Input-embedding hooks do not pile up over GRPO steps (patch ``stale_input_grad_hooks``).
+
+Each generation toggles gradient checkpointing, and each re-enable adds a ``make_inputs_require_grads``
+hook to every input embedding. Under Unsloth, Gemma 3's compiled vision embedding recompiles for each new
+hook (GPU run: README "Support"); here, on CPU with TRL's class, the hooks are counted directly.
+"""
+
+import pytest
+import torch
+from transformers import TrainerCallback
+from trl import GRPOTrainer
+
+import unsloth_vlm_grpo
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
+from test_grpo_options import VISION_AND_LANGUAGE_LORA
+from unsloth_vlm_grpo.patches.stale_input_grad_hooks import HOOK_NAME, prune_stale_input_grad_hooks
+
+
+def require_grads_hooks(model: torch.nn.Module) -> dict[str, int]:
+    counts = {}
+    for name, module in model.named_modules():
+        found = sum(getattr(hook, "__name__", "") == HOOK_NAME for hook in module._forward_hooks.values())
+        if found:
+            counts[name] = found
+    return counts
+
+
+class CountHooks(TrainerCallback):
+    def __init__(self):
+        self.per_step: list[dict[str, int]] = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self.per_step.append(require_grads_hooks(model))
+
+
+def train_counting_hooks(tiny, tmp_path, peft: bool) -> tuple[CountHooks, object]:
+    counter = CountHooks()
+    args = grpo_config(tmp_path, max_steps=4, gradient_checkpointing=True)
+    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
+                          args=args, train_dataset=colour_dataset(), callbacks=[counter],
+                          peft_config=VISION_AND_LANGUAGE_LORA if peft else None)  # fmt: skip
+    with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
+        trainer.train()
+    return counter, gradients
+
+
+@pytest.mark.parametrize("peft", [True, False], ids=["peft-lora", "full"])
+def test_hooks_stay_one_per_embedding_and_gradients_still_flow(peft, tiny_factory, tmp_path):
+    unsloth_vlm_grpo.patch()
+    try:
+        counter, gradients = train_counting_hooks(tiny_factory("gemma3"), tmp_path, peft)
+    finally:
+        unsloth_vlm_grpo.unpatch()
+    first = counter.per_step[0]
+    assert any("vision" in name and name.endswith("patch_embedding") for name in first), first
+    assert any(name.endswith("embed_tokens") for name in first), first
+    assert set(first.values()) == {1}, first
+    assert counter.per_step == [first] * 4
+    assert gradients.norms and gradients.missing == []
+
+
+def test_unpatched_hooks_pile_up(tiny_factory, tmp_path):
+    """The control: every other patch applied, this one not: every step leaves more hooks on each embedding."""
+    from unsloth_vlm_grpo.patches import ALL_PATCHES
+
+    unsloth_vlm_grpo._engine.apply(tuple(p for p in ALL_PATCHES if p.name != "stale_input_grad_hooks"), strict=True)
+    try:
+        counter, _ = train_counting_hooks(tiny_factory("gemma3"), tmp_path, peft=True)
+    finally:
+        unsloth_vlm_grpo.unpatch()
+    patch_embedding_counts = [
+        next(count for name, count in step.items() if name.endswith("patch_embedding")) for step in counter.per_step
+    ]
+    assert patch_embedding_counts == sorted(patch_embedding_counts)
+    assert patch_embedding_counts[-1] >= patch_embedding_counts[0] + 3, patch_embedding_counts
+
+
+def test_an_embedding_whose_hooks_are_all_orphaned_keeps_them():
+    """Pruning never leaves an embedding without its hook when no model holds a handle to any of them."""
+    embedding = torch.nn.Embedding(4, 2)
+
+    def make_inputs_require_grads(module, inputs, output):
+        output.requires_grad_(True)
+
+    embedding.register_forward_hook(make_inputs_require_grads)
+    embedding.register_forward_hook(make_inputs_require_grads)
+    assert prune_stale_input_grad_hooks(embedding) == 0
+    assert require_grads_hooks(embedding) == {"": 2}
+    embedding._require_grads_hooks = [embedding.register_forward_hook(make_inputs_require_grads)]
+    assert prune_stale_input_grad_hooks(embedding) == 2
+    assert list(embedding._forward_hooks) == [embedding._require_grads_hooks[0].id]
