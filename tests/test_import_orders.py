@@ -7,6 +7,7 @@ from conftest import ROOT, run_probe
 UNSLOTH_LABELS = {
     "UnslothGRPOTrainer._UnslothGRPOTrainer._generate",
     "UnslothGRPOTrainer._UnslothGRPOTrainer._generate_single_turn",
+    "UnslothGRPOTrainer.split_pixel_values_by_grid",
 }
 
 
@@ -19,6 +20,10 @@ def test_unsloth_generated_trainer_is_patched_in_any_import_order(order, tmp_pat
     assert set(result["live_class"].values()) == {"wrapped"}
     assert set(result["after_second_patch"].values()) == {"wrapped"}
     assert set(result["after_unpatch"].values()) == {"plain"}
+    # The generated module's own binding of a wrapped TRL function: one wrapper, whichever came first.
+    assert result["generated_function"] == "wrapped"
+    assert result["generated_function_after_second_patch"] == "wrapped"
+    assert result["generated_function_after_unpatch"] == "plain"
     if order == "trl_then_patch":
         # TRL's own class, imported by the user before Unsloth replaced it, is patched too.
         assert set(result["trl_class"].values()) == {"wrapped"}

@@ -134,6 +134,35 @@ class GRPOTrainerMethod:
         return sites
 
 
+@dataclass(frozen=True)
+class UnslothModuleFunction:
+    """A TRL module-level function as the module Unsloth generates holds it (``from trl... import name``).
+
+    The generated module binds the function when Unsloth generates it. Generated after ``patch()``, it
+    binds TRL's attribute, which is then our wrapper: that copy is put back to the function it wraps and
+    wrapped on its own, so the module carries exactly one wrapper and ``unpatch()`` restores it. Generated
+    before, it binds the plain function, which a wrapper on TRL's module would never reach.
+    """
+
+    name: str
+
+    @property
+    def modules(self) -> tuple[str, ...]:
+        return (GRPO_TRAINER_MODULE,)
+
+    def resolve(self) -> list[Site]:
+        generated = sys.modules.get(UNSLOTH_GRPO_TRAINER_MODULE)
+        if generated is None or self.name not in vars(generated):
+            return []
+        bound = vars(generated)[self.name]
+        trl_module = sys.modules.get(GRPO_TRAINER_MODULE)
+        copied_wrapper = trl_module is not None and bound is vars(trl_module).get(self.name)
+        if copied_wrapper and isinstance(bound, wrapt.FunctionWrapper):
+            setattr(generated, self.name, bound.__wrapped__)
+        function = vars(generated)[self.name]
+        return [Site(generated, self.name, f"{UNSLOTH_GRPO_TRAINER_MODULE}.{self.name}", function)]
+
+
 Wrapper = Callable[[Callable, object, tuple, dict], object]
 
 

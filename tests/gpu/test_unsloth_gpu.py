@@ -64,6 +64,19 @@ def test_unpatched_unsloth_trainer_crashes_on_placeholder_sampling(family, tmp_p
     assert any(sign in result["error"] for sign in CONTROL_CRASHES), result["error"]
 
 
+@pytest.mark.parametrize(("order", "precision"), [("unsloth_first", "16bit"), ("patch_first", "4bit")])
+def test_smolvlm_rows_with_two_images_or_none_under_unsloth(order, precision, tmp_path):
+    """Rows with two images alternate with rows without any, so a batch can hold as many images as rows:
+    Unsloth's generated class crashed at the third step ("shape '[4, 56, 56]' is invalid for input of size
+    25088") when Unsloth was imported before patch(), until per_sample_pixel_values_shuffling also wrapped
+    the generated module's own binding of split_pixel_values_by_grid."""
+    result = run_probe([PROBE, "idefics3", order, "strict", "two_or_none", "6", precision], tmp_path, timeout=900)
+    assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
+    assert result["outcome"] == "trained", result.get("traceback_tail")
+    assert result["steps_done"] == 6
+    assert result["vision_grad_missing"] == [] and result["vision_lora_moved"] == result["vision_lora_count"]
+
+
 def test_mllama_under_unsloths_trainer_is_refused_before_training(tmp_path):
     """Unsloth's generated trainer scores through unsloth_zoo's own vision code, which drops mllama's
     aspect_ratio_ids/cross_attention_mask (measured: "`aspect_ratio_ids` must be provided if `pixel_values`

@@ -34,6 +34,14 @@ def wrap_state(cls):
     return state
 
 
+def generated_function_state():
+    """The generated module's own binding of a TRL module function that a patch wraps."""
+    bound = vars(sys.modules["UnslothGRPOTrainer"])["split_pixel_values_by_grid"]
+    wrapped_once = isinstance(bound, wrapt.FunctionWrapper)
+    stacked = wrapped_once and isinstance(bound.__wrapped__, wrapt.FunctionWrapper)
+    return "stacked" if stacked else ("wrapped" if wrapped_once else "plain")
+
+
 import unsloth_vlm_grpo  # noqa: E402
 
 trl_class = None
@@ -59,10 +67,13 @@ result = {
     "trl_class": wrap_state(trl_class) if trl_class is not None else None,
     "applied": sorted(label for _, label in unsloth_vlm_grpo._engine.applied_sites()),
     "patched": unsloth_vlm_grpo.is_patched(),
+    "generated_function": generated_function_state(),
 }
 unsloth_vlm_grpo.patch()  # a second call must not stack wrappers
 result["after_second_patch"] = wrap_state(trl.GRPOTrainer)
+result["generated_function_after_second_patch"] = generated_function_state()
 unsloth_vlm_grpo.unpatch()
 result["after_unpatch"] = wrap_state(trl.GRPOTrainer)
+result["generated_function_after_unpatch"] = generated_function_state()
 result["trl_class_after_unpatch"] = wrap_state(trl_class) if trl_class is not None else None
 print("RESULT " + json.dumps(result))

@@ -1,7 +1,9 @@
 """Probe (GPU): GRPO through the stock trl.GRPOTrainer with Unsloth's FastVisionModel, as a user runs it.
 
 Usage: unsloth_vision_grpo.py FAMILY ORDER PATCH STRESS STEPS [4bit]
-  ORDER: patch_first | unsloth_first | trl_then_patch (``from trl import GRPOTrainer``, patch, then Unsloth); PATCH: patch | strict | none; STRESS: stress | calm.
+  ORDER: patch_first | unsloth_first | trl_then_patch (``from trl import GRPOTrainer``, patch, then Unsloth); PATCH: patch | strict | none;
+  STRESS: stress | calm | two_or_none (calm policy; rows with two images alternate with rows without any, two
+  generations each, two steps per generation: a batch then holds as many images as rows).
 The tiny model is built offline, saved, and loaded back with FastVisionModel.from_pretrained.
 Prints ``RESULT <json>``; a training crash is reported in the result, not raised."""
 
@@ -64,6 +66,14 @@ result["vision_lora_count"] = len(vision_lora)
 colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}],
          "image": solid_image(rgb), "answer": name} for name, rgb in list(colours.items()) * 2]
+generations, steps_per_generation = 4, 1
+if stress == "two_or_none":
+    rows = []
+    for index in range(8):
+        images = [solid_image(colours["red"]), solid_image(colours["blue"])] if index % 2 == 0 else []
+        content = [{"type": "image"}] * len(images) + [{"type": "text", "text": "What colours?"}]
+        rows.append({"prompt": [{"role": "user", "content": content}], "images": images})
+    generations, steps_per_generation = 2, 2
 
 
 def reward(completions, **kwargs):
@@ -71,8 +81,8 @@ def reward(completions, **kwargs):
     return [float(len(set(text))) for text in texts]
 
 
-args = GRPOConfig(output_dir=os.path.join(directory, "out"), per_device_train_batch_size=4, num_generations=4,
-                  gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=16,
+args = GRPOConfig(output_dir=os.path.join(directory, "out"), per_device_train_batch_size=4, num_generations=generations,
+                  gradient_accumulation_steps=1, steps_per_generation=steps_per_generation, max_completion_length=16,
                   max_steps=int(steps), learning_rate=5e-4, logging_steps=1, report_to="none", save_strategy="no",
                   bf16=torch.cuda.is_bf16_supported(), fp16=False, optim="adamw_torch", seed=0)
 trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=reward, args=args,

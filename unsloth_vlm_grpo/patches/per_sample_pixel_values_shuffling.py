@@ -1,7 +1,11 @@
 """Keep Idefics3 / SmolVLM images with their rows when TRL shuffles a generation batch.
 
-Target: ``split_pixel_values_by_grid`` as TRL's trainer module calls it
-(``trl.trainer.grpo_trainer.split_pixel_values_by_grid``, trl 1.15.0).
+Targets: ``split_pixel_values_by_grid`` as TRL's trainer module calls it
+(``trl.trainer.grpo_trainer.split_pixel_values_by_grid``, trl 1.15.0) and as the module Unsloth generates
+calls it (``UnslothGRPOTrainer.split_pixel_values_by_grid``, unsloth 2026.10.9: it binds the function by
+name when it is generated, so a module generated before ``patch()``, as after ``import unsloth`` first,
+kept TRL's unwrapped function; measured on an H200: "shape '[4, 56, 56]' is invalid for input of size
+25088" at the third step of a SmolVLM run with rows of two images and rows without).
 Why: before shuffling a generation batch, ``GRPOTrainer._prepare_inputs`` splits ``pixel_values`` per
 sample. Its own docstring says pixel values "already padded to one row per sample (e.g. Idefics,
 SmolVLM)" are left as they are, but it tells them apart from the flat one-row-per-image layout by
@@ -10,14 +14,13 @@ SmolVLM)" are left as they are, but it tells them apart from the flat one-row-pe
 shuffle, rows carry other rows' images, or none. For that layout (5-D pixel values, a 4-D
 ``pixel_attention_mask``, one entry per row, no other image metadata) the batch is returned as it is,
 as TRL intends; the shuffle then permutes ``pixel_values`` and its mask with the rows.
-Only while patched: a module Unsloth generates after ``patch()`` imports this wrapper by name, and the
-wrapper does nothing once ``unpatch()`` has run.
+The wrapper also does nothing once ``unpatch()`` has run, should a copy of it be held anywhere else.
 Remove when: TRL recognises the per-sample padded layout by its shape rather than by counts.
 """
 
 from __future__ import annotations
 
-from .._engine import FunctionTarget, Patch, is_active
+from .._engine import FunctionTarget, Patch, UnslothModuleFunction, is_active
 from .._padded_scoring import is_per_sample_padded
 
 
@@ -31,10 +34,16 @@ def _leave_per_sample_padding_alone(wrapped, _instance, args, kwargs):
 
 PATCH = Patch(
     name="per_sample_pixel_values_shuffling",
-    targets=(FunctionTarget("trl.trainer.grpo_trainer", "split_pixel_values_by_grid"),),
+    targets=(
+        FunctionTarget("trl.trainer.grpo_trainer", "split_pixel_values_by_grid"),
+        UnslothModuleFunction("split_pixel_values_by_grid"),
+    ),
     wrapper=_leave_per_sample_padding_alone,
-    verified={"trl": "1.15.0"},
-    fingerprints={"trl.trainer.grpo_trainer.split_pixel_values_by_grid": "3aca66e33a7978d3"},
+    verified={"trl": "1.15.0", "unsloth": "2026.10.9"},
+    fingerprints={
+        "trl.trainer.grpo_trainer.split_pixel_values_by_grid": "3aca66e33a7978d3",
+        "UnslothGRPOTrainer.split_pixel_values_by_grid": "3aca66e33a7978d3",
+    },
     reason="Idefics3 per-sample pixel_values are split by image count before the shuffle when counts agree.",
     remove_when="TRL recognises per-sample padded pixel_values by shape in split_pixel_values_by_grid.",
 )
