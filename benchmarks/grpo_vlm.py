@@ -267,6 +267,8 @@ def run_child(args) -> dict:
     result["unsloth_imported"] = "unsloth" in sys.modules
     library = sys.modules.get("unsloth_vlm_grpo")
     result["unsloth_vlm_grpo_patched"] = library is not None and library.is_patched()
+    if result["unsloth_vlm_grpo_patched"]:
+        result["unsloth_vlm_grpo_patches"] = sorted({name for name, _ in library._engine.applied_sites()})
     return result
 
 
@@ -322,6 +324,11 @@ def _ensure_model(args, scratch: Path) -> dict:
     return json.loads(meta_path.read_text())
 
 
+# Flags of this script -> the trainer argument each run recorded; the report is worded from the flags.
+COMBINE_SETTINGS = {"batch_size": "per_device_train_batch_size", "num_generations": "num_generations",
+                    "completion_length": "max_completion_length", "learning_rate": "learning_rate", "seed": "seed"}
+
+
 def combine(args) -> int:
     """One report from the results of several runs, e.g. configurations split over time-limited calls."""
     results, meta, versions = {}, None, None
@@ -334,7 +341,14 @@ def combine(args) -> int:
     if meta is None:
         raise SystemExit("--combine needs at least one full results.json (it holds the model and the versions)")
     # The report states the step counts the runs used, not this invocation's defaults.
-    counts = {(len(r["warmup_seconds"]), len(r["steps"])) for r in results.values() if r.get("status") == "ok"}
+    ran = [r for r in results.values() if r.get("status") == "ok"]
+    for flag, key in COMBINE_SETTINGS.items():
+        for result in ran:
+            if result["args"][key] != getattr(args, flag):
+                raise SystemExit(f"--combine: configuration {result['config']} ran with {key}={result['args'][key]}, "
+                                 f"this command says --{flag.replace('_', '-')} {getattr(args, flag)}; pass the runs' "
+                                 "settings")  # fmt: skip
+    counts = {(len(r["warmup_seconds"]), len(r["steps"])) for r in ran}
     if len(counts) > 1:
         raise SystemExit(f"--combine: the runs used different warm-up/measured step counts {sorted(counts)}")
     if counts:

@@ -34,9 +34,14 @@ def test_benchmark_tiny_plain_trl_on_cpu(tmp_path):
     assert report["floor"]["seconds"] > 0
     markdown = (tmp_path / "out" / "results.md").read_text()
     assert "| (a) TRL + PEFT bf16 LoRA (no Unsloth) | ok |" in markdown and markdown in process.stdout
-    # --combine (runs split over several calls) reports the step counts the runs used, not its own defaults.
-    combined = run_python([SCRIPT, "--model", "tiny-qwen2_5_vl", "--combine", str(tmp_path / "out" / "results.json"),
-                           "--output-dir", str(tmp_path / "combined"), "--bandwidth", "1e11"], tmp_path, timeout=120)
+    # --combine (runs split over several calls) refuses settings other than the runs', and reports the
+    # step counts the runs used, not its own defaults.
+    combine = [SCRIPT, "--model", "tiny-qwen2_5_vl", "--combine", str(tmp_path / "out" / "results.json"),
+               "--output-dir", str(tmp_path / "combined"), "--bandwidth", "1e11"]  # fmt: skip
+    refused = run_python(combine, tmp_path, timeout=120)
+    assert refused.returncode != 0 and "ran with per_device_train_batch_size=4" in refused.stderr, refused.stderr
+    settings = ["--batch-size", "4", "--num-generations", "4", "--completion-length", "8"]
+    combined = run_python(combine + settings, tmp_path, timeout=120)
     assert combined.returncode == 0, combined.stdout[-3000:] + combined.stderr[-3000:]
     assert "warm-up 1 + measured 1 steps" in (tmp_path / "combined" / "results.md").read_text()
 

@@ -28,3 +28,41 @@ def test_unsloth_generated_trainer_is_patched_in_any_import_order(order, tmp_pat
         # TRL's own class, imported by the user before Unsloth replaced it, is patched too.
         assert set(result["trl_class"].values()) == {"wrapped"}
         assert set(result["trl_class_after_unpatch"].values()) == {"plain"}
+
+
+def test_a_copied_wrapper_is_replaced_only_when_the_patch_applies(monkeypatch):
+    """A module Unsloth generates after patch() binds TRL's wrapped function. Listing the sites (as
+    ``doctor`` does) and a skipped target (strict=False, fingerprint mismatch) leave that binding alone;
+    applying gives the module one wrapper of its own, and unpatch() restores the plain function."""
+    import sys
+    import types
+
+    import trl.trainer.grpo_trainer as grpo_module
+    import wrapt
+
+    import unsloth_vlm_grpo
+    from unsloth_vlm_grpo._engine import refresh
+    from unsloth_vlm_grpo.patches import per_sample_pixel_values_shuffling as shuffling
+
+    label = "UnslothGRPOTrainer.split_pixel_values_by_grid"
+    unsloth_vlm_grpo.patch()
+    try:
+        copied = grpo_module.split_pixel_values_by_grid
+        assert isinstance(copied, wrapt.FunctionWrapper)
+        generated = types.ModuleType("UnslothGRPOTrainer")
+        generated.split_pixel_values_by_grid = copied
+        monkeypatch.setitem(sys.modules, "UnslothGRPOTrainer", generated)
+        shuffling.PATCH.sites()
+        assert generated.split_pixel_values_by_grid is copied
+        with monkeypatch.context() as changed:
+            changed.setitem(shuffling.PATCH.fingerprints, label, "0" * 16)
+            report = unsloth_vlm_grpo.patch(strict=False)
+        assert [entry.target for entry in report.skipped] == [label]
+        assert generated.split_pixel_values_by_grid is copied
+        refresh()
+        own = generated.split_pixel_values_by_grid
+        assert isinstance(own, wrapt.FunctionWrapper) and own is not copied
+        assert not isinstance(own.__wrapped__, wrapt.FunctionWrapper)
+    finally:
+        unsloth_vlm_grpo.unpatch()
+    assert not isinstance(generated.split_pixel_values_by_grid, wrapt.FunctionWrapper)

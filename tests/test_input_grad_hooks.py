@@ -13,7 +13,8 @@ from trl import GRPOTrainer
 import unsloth_vlm_grpo
 from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
 from test_grpo_options import VISION_AND_LANGUAGE_LORA
-from unsloth_vlm_grpo.patches.stale_input_grad_hooks import HOOK_NAME, prune_stale_input_grad_hooks
+from conftest import ROOT, run_probe
+from unsloth_vlm_grpo.patches.stale_input_grad_hooks import HOOK_NAME, live_hook_ids, prune_stale_input_grad_hooks
 
 
 def require_grads_hooks(model: torch.nn.Module) -> dict[str, int]:
@@ -28,14 +29,23 @@ def require_grads_hooks(model: torch.nn.Module) -> dict[str, int]:
 class CountHooks(TrainerCallback):
     def __init__(self):
         self.per_step: list[dict[str, int]] = []
+        self.all_live: list[bool] = []
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.per_step.append(require_grads_hooks(model))
+        live = live_hook_ids(model)
+        self.all_live.append(all(
+            key in live for module in model.modules() for key, hook in module._forward_hooks.items()
+            if getattr(hook, "__name__", "") == HOOK_NAME
+        ))  # fmt: skip
 
 
 def train_counting_hooks(tiny, tmp_path, peft: bool) -> tuple[CountHooks, object]:
+    """Reentrant checkpointing: there the LoRA matrices get no gradient unless the embedding output
+    requires grad, so a pruning that removed the live hook would fail the gradient check."""
     counter = CountHooks()
-    args = grpo_config(tmp_path, max_steps=4, gradient_checkpointing=True)
+    args = grpo_config(tmp_path, max_steps=4, gradient_checkpointing=True,
+                       gradient_checkpointing_kwargs={"use_reentrant": True})  # fmt: skip
     trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
                           args=args, train_dataset=colour_dataset(), callbacks=[counter],
                           peft_config=VISION_AND_LANGUAGE_LORA if peft else None)  # fmt: skip
@@ -56,6 +66,7 @@ def test_hooks_stay_one_per_embedding_and_gradients_still_flow(peft, tiny_factor
     assert any(name.endswith("embed_tokens") for name in first), first
     assert set(first.values()) == {1}, first
     assert counter.per_step == [first] * 4
+    assert counter.all_live == [True] * 4  # the hook kept is the one the model holds a handle to
     assert gradients.norms and gradients.missing == []
 
 
@@ -89,3 +100,15 @@ def test_an_embedding_whose_hooks_are_all_orphaned_keeps_them():
     embedding._require_grads_hooks = [embedding.register_forward_hook(make_inputs_require_grads)]
     assert prune_stale_input_grad_hooks(embedding) == 2
     assert list(embedding._forward_hooks) == [embedding._require_grads_hooks[0].id]
+
+
+def test_unsloths_enable_input_require_grads_stacks_and_is_pruned_to_the_live_hook(tmp_path):
+    """With ``import unsloth`` (its replacement of ``enable_input_require_grads``), three enables leave three
+    hooks per embedding, and pruning leaves the live one: the names the patch relies on are Unsloth's too.
+    When this stops stacking upstream, the patch can go (its removal condition)."""
+    result = run_probe([str(ROOT / "tests" / "probes" / "unsloth_input_grad_hooks.py")], tmp_path)
+    assert result["enable_input_require_grads_file"].endswith("unsloth/import_fixes.py")
+    embeddings = {"model.vision_tower.embeddings.patch_embedding", "model.language_model.embed_tokens"}
+    assert result["before"] == dict.fromkeys(embeddings, 3)
+    assert result["after"] == dict.fromkeys(embeddings, 1)
+    assert result["removed"] == 4 and result["after_all_live"] is True

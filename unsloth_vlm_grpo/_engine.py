@@ -37,6 +37,8 @@ class Site:
     attribute: str
     label: str
     fingerprint_source: object
+    # Set on the owner just before wrapping (only once the fingerprint is verified): the unwrapped value.
+    unwrapped_value: object = _MISSING
 
 
 def fingerprint(obj: object) -> str:
@@ -139,9 +141,9 @@ class UnslothModuleFunction:
     """A TRL module-level function as the module Unsloth generates holds it (``from trl... import name``).
 
     The generated module binds the function when Unsloth generates it. Generated after ``patch()``, it
-    binds TRL's attribute, which is then our wrapper: that copy is put back to the function it wraps and
-    wrapped on its own, so the module carries exactly one wrapper and ``unpatch()`` restores it. Generated
-    before, it binds the plain function, which a wrapper on TRL's module would never reach.
+    binds TRL's attribute, which is then our wrapper: when applied, that copy is put back to the function it
+    wraps and wrapped on its own, so the module carries exactly one wrapper and ``unpatch()`` restores it.
+    Generated before, it binds the plain function, which a wrapper on TRL's module would never reach.
     """
 
     name: str
@@ -152,15 +154,17 @@ class UnslothModuleFunction:
 
     def resolve(self) -> list[Site]:
         generated = sys.modules.get(UNSLOTH_GRPO_TRAINER_MODULE)
-        if generated is None or self.name not in vars(generated):
+        if generated is None:
             return []
+        label = f"{UNSLOTH_GRPO_TRAINER_MODULE}.{self.name}"
+        if self.name not in vars(generated):
+            raise TargetMissingError(label, "no longer exists (Unsloth's generated module does not bind it)")
         bound = vars(generated)[self.name]
         trl_module = sys.modules.get(GRPO_TRAINER_MODULE)
         copied_wrapper = trl_module is not None and bound is vars(trl_module).get(self.name)
         if copied_wrapper and isinstance(bound, wrapt.FunctionWrapper):
-            setattr(generated, self.name, bound.__wrapped__)
-        function = vars(generated)[self.name]
-        return [Site(generated, self.name, f"{UNSLOTH_GRPO_TRAINER_MODULE}.{self.name}", function)]
+            return [Site(generated, self.name, label, bound.__wrapped__, unwrapped_value=bound.__wrapped__)]
+        return [Site(generated, self.name, label, bound)]
 
 
 Wrapper = Callable[[Callable, object, tuple, dict], object]
@@ -270,6 +274,8 @@ def _apply_site(patch: Patch, site: Site) -> ReportEntry:
             )
         logger.warning("unsloth_vlm_grpo: skipping patch %s on %s: %s", patch.name, site.label, detail)
         return ReportEntry(patch.name, site.label, "skipped", detail)
+    if site.unwrapped_value is not _MISSING:
+        setattr(site.owner, site.attribute, site.unwrapped_value)
     original = vars(site.owner).get(site.attribute, _MISSING)
     wrapt.wrap_function_wrapper(site.owner, site.attribute, patch.wrapper)
     REGISTRY.applied[(id(site.owner), site.attribute)] = _Applied(patch, site, original)

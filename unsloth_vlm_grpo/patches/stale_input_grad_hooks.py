@@ -12,22 +12,26 @@ Gemma 3 slow down as it trained (measured on an H200: 1.9 s per step at step 2, 
 compiled ``SiglipVisionEmbeddings_forward`` guards on the number of hooks on ``patch_embedding``, so
 every new hook recompiles it ("len(self._modules['patch_embedding']._forward_hooks) != 22"). After
 each ``_prepare_inputs`` (where generation and the old/ref log-prob scoring run) the hooks that no model
-still holds a handle to are removed, keeping the ones from the last call; an embedding whose hooks are
-all orphaned is left alone, so gradients never stop flowing.
+still holds a handle to are removed from every embedding that also has a hook from the last call; an
+embedding whose hooks are all orphaned keeps them, so gradients never stop flowing.
 Remove when: ``enable_input_require_grads`` removes its earlier hooks (transformers and Unsloth), or TRL
 stops re-enabling gradient checkpointing around generation.
 """
 
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from .._engine import GRPOTrainerMethod, Patch
 
+logger = logging.getLogger("unsloth_vlm_grpo")
+
 HOOK_NAME = "make_inputs_require_grads"
 
 
-def _live_hook_ids(model: torch.nn.Module) -> set[int]:
+def live_hook_ids(model: torch.nn.Module) -> set[int]:
     """Ids of the hooks each model's last ``enable_input_require_grads`` call registered."""
     live = set()
     for module in model.modules():
@@ -39,7 +43,7 @@ def _live_hook_ids(model: torch.nn.Module) -> set[int]:
 
 def prune_stale_input_grad_hooks(model: torch.nn.Module) -> int:
     """Remove ``make_inputs_require_grads`` hooks that a later enable call replaced; return how many."""
-    live = _live_hook_ids(model)
+    live = live_hook_ids(model)
     removed = 0
     for module in model.modules():
         hooks = [key for key, hook in module._forward_hooks.items() if getattr(hook, "__name__", "") == HOOK_NAME]
@@ -56,7 +60,9 @@ def prune_stale_input_grad_hooks(model: torch.nn.Module) -> int:
 
 def _prune_after_prepare_inputs(wrapped, trainer, args, kwargs):
     inputs = wrapped(*args, **kwargs)
-    prune_stale_input_grad_hooks(trainer.model)
+    removed = prune_stale_input_grad_hooks(trainer.model)
+    if removed:
+        logger.debug("unsloth_vlm_grpo: removed %d stale input-embedding hooks", removed)
     return inputs
 
 
