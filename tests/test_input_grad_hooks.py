@@ -14,16 +14,16 @@ import unsloth_vlm_grpo
 from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
 from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from conftest import ROOT, run_probe
-from unsloth_vlm_grpo.patches.stale_input_grad_hooks import HOOK_NAME, live_hook_ids, prune_stale_input_grad_hooks
+from unsloth_vlm_grpo.patches.stale_input_grad_hooks import (
+    live_hook_ids,
+    prune_stale_input_grad_hooks,
+    require_grads_hook_keys,
+)
 
 
 def require_grads_hooks(model: torch.nn.Module) -> dict[str, int]:
-    counts = {}
-    for name, module in model.named_modules():
-        found = sum(getattr(hook, "__name__", "") == HOOK_NAME for hook in module._forward_hooks.values())
-        if found:
-            counts[name] = found
-    return counts
+    counts = {name: len(require_grads_hook_keys(module)) for name, module in model.named_modules()}
+    return {name: count for name, count in counts.items() if count}
 
 
 class CountHooks(TrainerCallback):
@@ -34,10 +34,8 @@ class CountHooks(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         self.per_step.append(require_grads_hooks(model))
         live = live_hook_ids(model)
-        self.all_live.append(all(
-            key in live for module in model.modules() for key, hook in module._forward_hooks.items()
-            if getattr(hook, "__name__", "") == HOOK_NAME
-        ))  # fmt: skip
+        kept = [key for module in model.modules() for key in require_grads_hook_keys(module)]
+        self.all_live.append(all(key in live for key in kept))
 
 
 def train_counting_hooks(tiny, tmp_path, peft: bool) -> tuple[CountHooks, object]:

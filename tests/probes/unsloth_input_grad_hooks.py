@@ -13,20 +13,16 @@ import unsloth  # noqa: E402,F401
 from transformers import PreTrainedModel  # noqa: E402
 
 from unsloth_vlm_grpo.patches.stale_input_grad_hooks import (  # noqa: E402
-    HOOK_NAME,
     live_hook_ids,
     prune_stale_input_grad_hooks,
+    require_grads_hook_keys,
 )
 from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
 
 
 def hooks_per_embedding(model):
-    found = {}
-    for name, module in model.named_modules():
-        keys = [key for key, hook in module._forward_hooks.items() if getattr(hook, "__name__", "") == HOOK_NAME]
-        if keys:
-            found[name] = keys
-    return found
+    found = {name: require_grads_hook_keys(module) for name, module in model.named_modules()}
+    return {name: keys for name, keys in found.items() if keys}
 
 
 model = build_tiny_vlm("gemma3").model

@@ -13,7 +13,10 @@ compiled ``SiglipVisionEmbeddings_forward`` guards on the number of hooks on ``p
 every new hook recompiles it ("len(self._modules['patch_embedding']._forward_hooks) != 22"). After
 each ``_prepare_inputs`` (where generation and the old/ref log-prob scoring run) the hooks that no model
 still holds a handle to are removed from every embedding that also has a hook from the last call; an
-embedding whose hooks are all orphaned keeps them, so gradients never stop flowing.
+embedding whose hooks are all orphaned keeps them, so gradients never stop flowing. Not wrapped at
+``enable_input_require_grads`` itself: ``import unsloth`` replaces that class attribute with its own
+function, so a wrapper put there by a ``patch()`` that came first would be lost; the trainer method is
+followed into Unsloth's generated class in every import order.
 Remove when: ``enable_input_require_grads`` removes its earlier hooks (transformers and Unsloth), or TRL
 stops re-enabling gradient checkpointing around generation.
 """
@@ -41,12 +44,17 @@ def live_hook_ids(model: torch.nn.Module) -> set[int]:
     return live
 
 
+def require_grads_hook_keys(module: torch.nn.Module) -> list[int]:
+    """Keys of the ``make_inputs_require_grads`` forward hooks on this one module, oldest first."""
+    return [key for key, hook in module._forward_hooks.items() if getattr(hook, "__name__", "") == HOOK_NAME]
+
+
 def prune_stale_input_grad_hooks(model: torch.nn.Module) -> int:
     """Remove ``make_inputs_require_grads`` hooks that a later enable call replaced; return how many."""
     live = live_hook_ids(model)
     removed = 0
     for module in model.modules():
-        hooks = [key for key, hook in module._forward_hooks.items() if getattr(hook, "__name__", "") == HOOK_NAME]
+        hooks = require_grads_hook_keys(module)
         stale = [key for key in hooks if key not in live]
         if len(stale) == len(hooks):
             continue  # no live hook here: keep what there is rather than cut the gradient path
