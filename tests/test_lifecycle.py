@@ -36,11 +36,11 @@ def test_patch_wraps_live_targets_once_and_reports_them():
         attribute = vars(TRAINER)[name]
         assert isinstance(attribute, wrapt.FunctionWrapper)
         assert attribute.__wrapped__ is original
-    # Unsloth is not imported in this process: its target waits for the import (as does mllama's modeling
-    # module, unless an earlier test imported it).
+    # Unsloth is not imported in this process: its targets (and unsloth_zoo's) wait for the import, as does
+    # mllama's modeling module unless an earlier test imported it.
     pending = [entry.patch for entry in report.pending]
-    assert "unsloth_trainer_regeneration" in pending
-    assert set(pending) <= {"unsloth_trainer_regeneration", "mllama_cross_attention_mask"}
+    assert {"unsloth_trainer_regeneration", "unsloth_mllama_vision_inputs"} <= set(pending)
+    assert set(pending) <= {"unsloth_trainer_regeneration", "unsloth_mllama_vision_inputs", "mllama_cross_attention_mask"}
 
 
 def test_second_patch_changes_nothing():

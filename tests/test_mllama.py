@@ -191,35 +191,49 @@ def test_patched_generation_aligns_the_processor_mask(patched, tiny):
     torch.testing.assert_close(_first_scores(tiny, "unpadded"), _first_scores(tiny, "padded"))
 
 
-REFUSAL = ("has an image, but Llama 3.2 Vision (mllama) cannot be trained on images with Unsloth's GRPOTrainer "
-           "(UnslothGRPOTrainer): it scores completions with unsloth_zoo's code")
+SCORING_PROBE = str(ROOT / "tests" / "probes" / "unsloth_mllama_scoring.py")
+SCORES = ("logps_difference_chunks_of_1", "logps_difference_chunks_of_2", "logps_difference_chunks_of_4")
 
 
-@pytest.mark.parametrize(
-    ("family", "dataset", "refused_at"),
-    [("mllama", "map", "dataset row 0 "), ("mllama", "streaming", "a row of this batch "), ("qwen2_5_vl", "map", None)],
-)
-def test_unsloths_generated_trainer_refuses_mllama_images(family, dataset, refused_at, tmp_path):
-    """Unsloth's generated class scores with unsloth_zoo's code, which drops mllama's image fields (measured on
-    an H200: "`aspect_ratio_ids` must be provided" at the first loss). A map-style dataset is refused before
-    training, a streaming one at its first batch with an image, each saying what to do instead. Another family
-    gets past both checks to Unsloth's own ``for_training``, which a model not loaded by FastVisionModel lacks
-    (that is as far as a CPU goes), so the refusal is about mllama, not the class."""
+def test_unsloths_generated_trainer_scores_mllama_like_transformers(tmp_path):
+    """Unsloth's generated class, for real (its scoring and loss through unsloth_zoo's vision code), against plain
+    transformers one row at a time, in float64: rows with one and two images, left-padded, in chunks of 1, 2 and
+    4 rows (a chunk of 2 holds 3 images: unsloth_zoo's own chunker would slice mllama's per-sample pixel values by
+    image there). The completion log-probs agree to Unsloth's float32 log-softmax, the vision gradient of the
+    GRPO loss to 1e-3, and swapping the images changes the log-probs (the image path is live)."""
+    result = run_probe([SCORING_PROBE, "patched"], tmp_path)
+    assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
+    for name in SCORES:
+        assert isinstance(result[name], float) and result[name] < 1e-5, (name, result[name])
+    assert result["logps_change_when_images_swap"] > 1e-2
+    assert result["loss_vision_gradient_relative_difference"] < 1e-3, result
+    assert result["vision_gradient_norm"] > 0.1 * result["reference_vision_gradient_norm"]
+
+
+def test_unpatched_unsloth_trainer_drops_mllamas_image_fields(tmp_path):
+    """The control, as measured on an H200 with unsloth 2026.10.9: without the library, unsloth_zoo's scoring
+    never passes aspect_ratio_ids to the model."""
+    result = run_probe([SCORING_PROBE, "unpatched"], tmp_path)
+    for name in (*SCORES, "loss_vision_gradient_relative_difference"):
+        assert result[name] == "ValueError: `aspect_ratio_ids` must be provided if `pixel_values` is provided"
+
+
+@pytest.mark.parametrize(("family", "dataset"), [("mllama", "map"), ("mllama", "streaming"), ("qwen2_5_vl", "map")])
+def test_unsloths_generated_trainer_starts_training_mllama(family, dataset, tmp_path):
+    """Through ``train()`` on Unsloth's generated class, mllama gets past the dataset checks and the first batch
+    like any family, to Unsloth's own ``for_training``, which a model not loaded by FastVisionModel lacks (that is
+    as far as a CPU goes; tests/gpu/test_unsloth_gpu.py trains it)."""
     probe = str(ROOT / "tests" / "probes" / "unsloth_cpu_trainer_start.py")
     result = run_probe([probe, family, dataset], tmp_path)
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
-    if refused_at is None:
-        assert (result["error_type"], result["error"]) == (
-            "AttributeError", "'Qwen2_5_VLForConditionalGeneration' object has no attribute 'for_training'")
-        return
-    assert result["error_type"] == "ImageInputError"
-    assert result["error"].startswith(refused_at + REFUSAL), result["error"]
-    assert result["error"].endswith("in a process that does not import unsloth")
+    model_class = "MllamaForConditionalGeneration" if family == "mllama" else "Qwen2_5_VLForConditionalGeneration"
+    assert (result["error_type"], result["error"]) == (
+        "AttributeError", f"'{model_class}' object has no attribute 'for_training'")
 
 
-def test_a_subclass_of_trls_trainer_is_not_refused(patched, tiny, tmp_path):
-    """The refusal is for Unsloth's class only: a user's subclass of TRL's trainer that overrides the scoring
-    method (here to count its calls) still trains mllama on images."""
+def test_a_subclass_of_trls_trainer_trains_mllama(patched, tiny, tmp_path):
+    """A user's subclass of TRL's trainer that overrides the scoring method (here to count its calls) still
+    trains mllama on images: the patches follow the method to TRL's class."""
     calls = []
 
     class CountingGRPOTrainer(GRPOTrainer):

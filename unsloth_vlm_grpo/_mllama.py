@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import torch
 
-from ._engine import defining_class, is_unsloth_generated
-from ._images import ImageInputError
-
 MODEL_TYPE = "mllama"
 # Per-sample processor outputs of mllama besides pixel_values, all batch-first like it.
 FIELDS = ("aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
@@ -22,28 +19,6 @@ FIELDS = ("aspect_ratio_ids", "aspect_ratio_mask", "cross_attention_mask")
 def is_mllama(model) -> bool:
     config = getattr(model, "config", None)
     return getattr(config, "model_type", None) == MODEL_TYPE
-
-
-def refuse_images_under_unsloth(trainer, where: str) -> None:
-    """Raise for an mllama model trained on images with the trainer class Unsloth generates.
-
-    Measured on unsloth 2026.10.9 (H200): that class scores completions with unsloth_zoo's vision code,
-    which never passes ``aspect_ratio_ids``, ``aspect_ratio_mask`` or ``cross_attention_mask`` to the model,
-    so the first loss forward fails with "`aspect_ratio_ids` must be provided if `pixel_values` is
-    provided", after Unsloth has loaded and compiled the model. ``per_sample_image_scoring`` fixes TRL's
-    scoring only. Remove when unsloth_zoo forwards these fields (``tests/gpu/test_unsloth_gpu.py``'s mllama
-    test then shows it: run the probe with this refusal removed).
-    """
-    if not is_mllama(trainer.model):
-        return
-    if not is_unsloth_generated(defining_class(type(trainer), "_get_per_token_logps_and_entropies")):
-        return
-    raise ImageInputError(
-        f"{where} has an image, but Llama 3.2 Vision (mllama) cannot be trained on images with Unsloth's "
-        f"GRPOTrainer ({type(trainer).__name__}): it scores completions with unsloth_zoo's code, which does not pass "
-        "aspect_ratio_ids, aspect_ratio_mask or cross_attention_mask to the model. Train Llama 3.2 Vision with "
-        "TRL's GRPOTrainer and a transformers/PEFT model, in a process that does not import unsloth"
-    )
 
 
 def cross_attention_mask_from_ids(input_ids: torch.Tensor, tiles: torch.Tensor, image_token_id: int) -> torch.Tensor:

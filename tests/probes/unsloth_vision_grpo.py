@@ -3,7 +3,8 @@
 Usage: unsloth_vision_grpo.py FAMILY ORDER PATCH STRESS STEPS [4bit]
   ORDER: patch_first | unsloth_first | trl_then_patch (``from trl import GRPOTrainer``, patch, then Unsloth); PATCH: patch | strict | none;
   STRESS: stress | calm | two_or_none (calm policy; rows with two images alternate with rows without any, two
-  generations each, two steps per generation: a batch then holds as many images as rows).
+  generations each, two steps per generation: a batch then holds as many images as rows) | one_or_two (the
+  same with rows of one image and of two, for Llama 3.2 Vision, whose batches need an image in every row).
 The tiny model is built offline, saved, and loaded back with FastVisionModel.from_pretrained.
 Prints ``RESULT <json>``; a training crash is reported in the result, not raised."""
 
@@ -67,10 +68,12 @@ colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yello
 rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}],
          "image": solid_image(rgb), "answer": name} for name, rgb in list(colours.items()) * 2]
 generations, steps_per_generation = 4, 1
-if stress == "two_or_none":
+if stress in ("two_or_none", "one_or_two"):
     rows = []
     for index in range(8):
         images = [solid_image(colours["red"]), solid_image(colours["blue"])] if index % 2 == 0 else []
+        if stress == "one_or_two":
+            images = images or [solid_image(colours["green"])]
         content = [{"type": "image"}] * len(images) + [{"type": "text", "text": "What colours?"}]
         rows.append({"prompt": [{"role": "user", "content": content}], "images": images})
     generations, steps_per_generation = 2, 2

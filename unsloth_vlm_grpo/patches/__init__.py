@@ -16,6 +16,7 @@ from . import (
     placeholder_suppression,
     reward_rows,
     stale_input_grad_hooks,
+    unsloth_mllama_vision_inputs,
     unsloth_trainer_regeneration,
 )
 
@@ -32,4 +33,5 @@ ALL_PATCHES = (
     per_sample_image_scoring.PATCH,
     per_sample_pixel_values_shuffling.PATCH,
     stale_input_grad_hooks.PATCH,
+    unsloth_mllama_vision_inputs.PATCH,
 )

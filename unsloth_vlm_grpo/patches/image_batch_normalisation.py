@@ -7,11 +7,10 @@ paths, raw bytes and arrays fail or are misread, RGBA / LA / P / I;16 / CMYK ima
 dropping alpha or not at all. Each image (PIL, path, bytes, numpy array or nested lists, a ``datasets``
 ``{"bytes", "path"}`` dict) is loaded and converted to RGB with alpha composited on white; each row's
 placeholder count is checked. Rows are never dropped: a bad row raises ``ImageInputError``. Text-only
-trainers and rows without images pass through unchanged. Llama 3.2 Vision under Unsloth's generated trainer
-is refused at the first batch with an image (``_mllama.refuse_images_under_unsloth``; map-style datasets are
-refused before training by ``image_dataset_check``).
-This wrapper also adds Llama 3.2 Vision's image fields to the batch it returns (``carry_into_batch``), for
-``per_sample_image_scoring``: the engine allows one wrapper per target.
+trainers and rows without images pass through unchanged.
+This wrapper also adds Llama 3.2 Vision's image fields to the batch it returns (``carry_into_batch``), for the
+loss forwards (``per_sample_image_scoring`` on TRL's class, ``unsloth_mllama_vision_inputs`` on Unsloth's): the
+engine allows one wrapper per target.
 Remove when: TRL normalises multimodal inputs itself, and keeps mllama's image fields in the batch (or
 move ``carry_into_batch`` to a patch of its own first).
 """
@@ -20,7 +19,6 @@ from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._images import check_row, load_image, row_images, to_rgb
-from .._mllama import refuse_images_under_unsloth
 from .._mllama_scoring import carry_into_batch
 
 
@@ -44,8 +42,6 @@ def _normalise_then_generate(wrapped, trainer, args, kwargs):
     else:
         rows = [normalise_row(row) for row in kwargs["inputs"]]
         kwargs = {**kwargs, "inputs": rows}
-    if any(row_images(row)[1] for row in rows):
-        refuse_images_under_unsloth(trainer, "a row of this batch")
     output = wrapped(*args, **kwargs)
     # The engine allows one wrapper per target: per_sample_image_scoring's part of this method runs here.
     return carry_into_batch(trainer, rows, output)

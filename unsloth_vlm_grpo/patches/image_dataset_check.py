@@ -11,15 +11,14 @@ belongs to the model; for Llama 3.2 Vision, no text-only rows next to image rows
 batch, and not Unsloth's generated trainer, which cannot score it). The first problem raises
 ``ImageInputError`` (a ``ValueError``) naming the row index and the cause. Streaming datasets are checked per
 batch by ``image_batch_normalisation``.
-Remove when: TRL validates multimodal rows up front with row indices (and move the mllama refusal, whose
-own removal condition is in ``unsloth_vlm_grpo._mllama.refuse_images_under_unsloth``).
+Remove when: TRL validates multimodal rows up front with row indices.
 """
 
 from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._images import ImageInputError, check_dataset
-from .._mllama import is_mllama, refuse_images_under_unsloth
+from .._mllama import is_mllama
 
 
 def _expected_processor_class(model_type: str) -> str | None:
@@ -66,7 +65,6 @@ def _check_then_load(wrapped, trainer, args, kwargs):
         with_image, without_image = check_dataset(dataset)
         if with_image is not None:
             check_model_and_processor(trainer, with_image)
-            refuse_images_under_unsloth(trainer, f"dataset row {with_image}")
             if without_image is not None:
                 check_rows_without_images(trainer, with_image, without_image)
     return wrapped(*args, **kwargs)

@@ -2,7 +2,7 @@
 
 Targets: ``GRPOTrainer._get_per_token_logps_and_entropies`` and ``GRPOTrainer._compute_loss`` on TRL's
 class (trl 1.15.0). On Unsloth's generated class (unsloth 2026.10.9) they are wrapped but passed through:
-it scores with unsloth_zoo's own vision code, not verified for these families.
+it scores with unsloth_zoo's own vision code (``unsloth_mllama_vision_inputs`` gives mllama's fields to it).
 Why: TRL 1.15 slices ``pixel_values`` per image, and keeps only the image inputs it knows, which breaks
 two families whose inputs are per sample:
 - Llama 3.2 Vision (mllama): ``aspect_ratio_ids``, ``aspect_ratio_mask`` and ``cross_attention_mask`` never
