@@ -195,21 +195,11 @@ def test_image_forms_and_text_only_rows_train(form, patched, tiny_factory, tmp_p
     assert any(batch[0] == 0 and batch[-1] == 1 for batch in counts), counts
 
 
-@pytest.mark.parametrize("family", [family for family in FAMILIES if family != "mllama"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains_on_batches_mixing_image_and_text_only_rows(family, patched, tiny_factory, tmp_path):
     counts = _train_recording_image_counts(tiny_factory(family), Dataset.from_list(_form_rows("pil-modes", tmp_path)),
                                            tmp_path)  # fmt: skip
     assert any(batch[0] == 0 and batch[-1] == 1 for batch in counts), counts
-
-
-def test_mllama_refuses_text_only_rows_next_to_image_rows_before_training(patched, tiny_factory, tmp_path):
-    """Llama 3.2 Vision's processor cannot batch rows without images with rows that have them."""
-    tiny = tiny_factory("mllama")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path), train_dataset=Dataset.from_list(_form_rows("pil-modes", tmp_path)))
-    with pytest.raises(ImageInputError, match="dataset row 1 has no image while row 0 has one: Llama 3.2 Vision"):
-        trainer.train()
-    assert trainer.state.global_step == 0
 
 
 def test_bad_row_fails_before_training_with_its_index(patched, tiny_factory, tmp_path):

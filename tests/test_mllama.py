@@ -246,3 +246,85 @@ def test_a_subclass_of_trls_trainer_trains_mllama(patched, tiny, tmp_path):
                                   args=grpo_config(tmp_path, max_steps=1), train_dataset=colour_dataset())  # fmt: skip
     trainer.train()
     assert len(logged_losses(trainer)) == 1 and calls
+
+
+def _mixed_conversations():
+    """A text-only row longer than every image row, an image row, a short text-only row, a two-image row."""
+    red, green, blue = (solid_image(COLOURS[name]) for name in ("red", "green", "blue"))
+    contents = [
+        [{"type": "text", "text": "Tell me, in a few words, what a colour is and why the sky looks blue?"}],
+        [{"type": "image", "image": red}, {"type": "text", "text": "What colour?"}],
+        [{"type": "text", "text": "Hi"}],
+        [{"type": "image", "image": green}, {"type": "image", "image": blue}, {"type": "text", "text": "Which two?"}],
+    ]
+    return [[{"role": "user", "content": content}] for content in contents]
+
+
+def _alone(processor, conversation, **kwargs):
+    return processor.apply_chat_template(conversation=[conversation], add_generation_prompt=True, tokenize=True,
+                                         return_dict=True, return_tensors="pt", **kwargs)  # fmt: skip
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_processor_batches_rows_without_images_with_image_rows(patched, tiny, padded):
+    """Each row of a mixed batch gets what the processor gives it alone (its ids and mask in the batch's padding;
+    a text-only row: no image to attend to, the image inputs of a missing image), unpadded as TRL's
+    ``apply_chat_template`` call for generation, or left-padded tensors as its scoring call."""
+    processor, conversations = tiny.processor, _mixed_conversations()
+    extra = {"padding": True, "padding_side": "left", "return_tensors": "pt"} if padded else {}
+    batch = processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
+                                          return_dict=True, **extra)  # fmt: skip
+    length = max(len(ids) for ids in batch["input_ids"])
+    for row, conversation in enumerate(conversations):
+        alone = _alone(processor, conversation)
+        ids = torch.as_tensor(batch["input_ids"][row])
+        mask = torch.as_tensor(batch["cross_attention_mask"][row])
+        start = length - alone["input_ids"].shape[1] if padded else 0
+        torch.testing.assert_close(ids[start:start + alone["input_ids"].shape[1]], alone["input_ids"][0])
+        assert torch.as_tensor(batch["attention_mask"][row]).sum() == alone["input_ids"].shape[1]
+        assert mask.shape[0] == length and not mask[:start].any()
+        if "pixel_values" in alone:
+            images = alone["pixel_values"].shape[1]
+            torch.testing.assert_close(mask[start:start + alone["input_ids"].shape[1], :images],
+                                       torch.as_tensor(alone["cross_attention_mask"][0]))  # fmt: skip
+            torch.testing.assert_close(batch["pixel_values"][row, :images], alone["pixel_values"][0])
+            torch.testing.assert_close(batch["aspect_ratio_ids"][row, :images], alone["aspect_ratio_ids"][0])
+        else:
+            assert not mask.any() and not batch["pixel_values"][row].any() and not batch["aspect_ratio_ids"][row].any()
+            assert batch["aspect_ratio_mask"][row].tolist() == [[1, 0], [1, 0]]
+
+
+def test_unpatched_processor_refuses_rows_without_images_next_to_image_rows(tiny):
+    with pytest.raises(ValueError, match="there should be either no images or at least one image per sample"):
+        tiny.processor.apply_chat_template(conversation=_mixed_conversations(), add_generation_prompt=True,
+                                           tokenize=True, return_dict=True)  # fmt: skip
+
+
+def test_rows_of_a_mixed_batch_score_as_they_do_alone(patched, tiny):
+    """The model's logits for each row of a left-padded mixed batch equal those of the row alone, given the
+    batch's image slots: an image row its own images (and padding slots), a text-only row the inputs of missing
+    images. (Transformers' mllama lets tokens that see no image attend to every image slot, padding included:
+    that is why a row's logits depend on its batch's slot count at all.)"""
+    processor, model, conversations = tiny.processor, tiny.model, _mixed_conversations()
+    batch = processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
+                                          return_dict=True, padding=True, padding_side="left", return_tensors="pt")
+    slots, tiles = batch["aspect_ratio_mask"].shape[1:]
+    with torch.no_grad():
+        logits = model(**batch).logits
+    for row, conversation in enumerate(conversations):
+        alone = _alone(processor, conversation)
+        length = alone["input_ids"].shape[1]
+        image_inputs = {
+            "pixel_values": torch.zeros_like(batch["pixel_values"][:1]),
+            "aspect_ratio_ids": torch.zeros((1, slots), dtype=torch.long),
+            "aspect_ratio_mask": torch.zeros((1, slots, tiles), dtype=torch.long).index_fill_(2, torch.tensor([0]), 1),
+            "cross_attention_mask": torch.zeros((1, length, slots, tiles), dtype=torch.long),
+        }
+        if "pixel_values" in alone:
+            images = alone["pixel_values"].shape[1]
+            for name in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask"):
+                image_inputs[name][:, :images] = alone[name]
+            image_inputs["cross_attention_mask"][:, :, :images] = alone["cross_attention_mask"]
+        with torch.no_grad():
+            expected = model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"], **image_inputs).logits
+        torch.testing.assert_close(logits[row, -length:], expected[0], atol=1e-4, rtol=1e-4)

@@ -179,13 +179,13 @@ def iter_rows_without_decoding(dataset) -> Iterator[dict]:
         yield {name: values[name][index] for name in columns}
 
 
-def check_dataset(dataset) -> tuple[int | None, int | None]:
+def check_dataset(dataset) -> int | None:
     """Check every row of a map-style dataset before training: placeholder counts, and that each stored
     image exists, is an image, is not empty and passes ``Image.verify`` (without decoding pixels).
-    Returns the indices of the first row with an image and of the first row without one (None if none)."""
+    Returns the index of the first row with an image (None if none)."""
     if "image" not in dataset.column_names and "images" not in dataset.column_names:
-        return None, None
-    first_with_image = first_without_image = None
+        return None
+    first_with_image = None
     for index, row in enumerate(iter_rows_without_decoding(dataset)):
         check_row(row, index)
         images = row_images(row)[1] or []
@@ -193,6 +193,4 @@ def check_dataset(dataset) -> tuple[int | None, int | None]:
             _require_pixels(load_image(image, index, decode=False), index)
         if images and first_with_image is None:
             first_with_image = index
-        if not images and first_without_image is None:
-            first_without_image = index
-    return first_with_image, first_without_image
+    return first_with_image

@@ -84,12 +84,18 @@ def test_smolvlm_rows_with_two_images_or_none_under_unsloth(order, precision, tm
     assert result["vision_grad_missing"] == [] and result["vision_lora_moved"] == result["vision_lora_count"]
 
 
-@pytest.mark.parametrize(("order", "precision"), [("trl_then_patch", "16bit"), ("unsloth_first", "4bit")])
-def test_mllama_rows_with_one_and_two_images_under_unsloth(order, precision, tmp_path):
-    """Llama 3.2 Vision's rows with one image alternate with rows with two, so prompts and image slots are
-    padded and a forward chunk holds more images than rows: unsloth_zoo's scoring dropped mllama's image fields
-    ("`aspect_ratio_ids` must be provided if `pixel_values` is provided") until unsloth_mllama_vision_inputs."""
-    result = run_probe([PROBE, "mllama", order, "strict", "one_or_two", "6", precision], tmp_path, timeout=900)
+@pytest.mark.parametrize(
+    ("rows", "order", "precision"),
+    [("one_or_two", "trl_then_patch", "16bit"), ("one_or_two", "unsloth_first", "4bit"),
+     ("two_or_none", "patch_first", "16bit"), ("two_or_none", "unsloth_first", "4bit")],
+)  # fmt: skip
+def test_mllama_rows_with_different_image_counts_under_unsloth(rows, order, precision, tmp_path):
+    """Llama 3.2 Vision's rows with one image next to rows with two, or rows with two next to rows without any,
+    so prompts and image slots are padded and a forward chunk can hold more images than rows: unsloth_zoo's
+    scoring dropped mllama's image fields ("`aspect_ratio_ids` must be provided if `pixel_values` is provided")
+    until unsloth_mllama_vision_inputs, and the processor refused rows without images next to image rows until
+    mllama_rows_without_images."""
+    result = run_probe([PROBE, "mllama", order, "strict", rows, "6", precision], tmp_path, timeout=900)
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
     assert result["outcome"] == "trained", result.get("traceback_tail")
     assert result["steps_done"] == 6

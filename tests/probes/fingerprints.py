@@ -11,6 +11,7 @@ os.environ["UNSLOTH_ALLOW_CPU"] = "1"
 import trl.kernels.chunked_logprob  # noqa: E402,F401
 import trl.trainer.grpo_trainer  # noqa: E402,F401
 import transformers.models.mllama.modeling_mllama  # noqa: E402,F401
+import transformers.models.mllama.processing_mllama  # noqa: E402,F401
 
 from unsloth_vlm_grpo._engine import fingerprint  # noqa: E402
 from unsloth_vlm_grpo.patches import ALL_PATCHES  # noqa: E402

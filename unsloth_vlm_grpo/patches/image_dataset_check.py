@@ -7,8 +7,7 @@ row (or a deep shape error). Before training starts, each row of a map-style dat
 decoding pixels: ``{"type": "image"}`` placeholders match the images given, the ``images`` column holds lists,
 no image is None, each file exists, is an image, is not empty and passes ``Image.verify``; and that the
 trainer can use images at all (a processor, not a tokenizer; a model with a vision tower; a processor that
-belongs to the model; for Llama 3.2 Vision, no text-only rows next to image rows, which its processor cannot
-batch, and not Unsloth's generated trainer, which cannot score it). The first problem raises
+belongs to the model). The first problem raises
 ``ImageInputError`` (a ``ValueError``) naming the row index and the cause. Streaming datasets are checked per
 batch by ``image_batch_normalisation``.
 Remove when: TRL validates multimodal rows up front with row indices.
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._images import ImageInputError, check_dataset
-from .._mllama import is_mllama
 
 
 def _expected_processor_class(model_type: str) -> str | None:
@@ -49,24 +47,12 @@ def check_model_and_processor(trainer, row: int) -> None:
         )
 
 
-def check_rows_without_images(trainer, with_image: int, without_image: int) -> None:
-    """Raise when the model's processor cannot batch rows without images with rows that have them."""
-    if is_mllama(trainer.model):
-        raise ImageInputError(
-            f"dataset row {without_image} has no image while row {with_image} has one: Llama 3.2 Vision's "
-            "processor needs at least one image in every row of a batch, or none in any. Give every row an "
-            "image, or train the image rows and the text-only rows in separate runs"
-        )
-
-
 def _check_then_load(wrapped, trainer, args, kwargs):
     dataset = trainer.train_dataset
     if hasattr(dataset, "data") and hasattr(dataset, "column_names"):
-        with_image, without_image = check_dataset(dataset)
+        with_image = check_dataset(dataset)
         if with_image is not None:
             check_model_and_processor(trainer, with_image)
-            if without_image is not None:
-                check_rows_without_images(trainer, with_image, without_image)
     return wrapped(*args, **kwargs)
 
 

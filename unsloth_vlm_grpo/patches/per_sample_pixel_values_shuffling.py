@@ -1,4 +1,4 @@
-"""Keep Idefics3 / SmolVLM images with their rows when TRL shuffles a generation batch.
+"""Keep Idefics3 / SmolVLM and Llama 3.2 Vision images with their rows when TRL shuffles a generation batch.
 
 Targets: ``split_pixel_values_by_grid`` as TRL's trainer module calls it
 (``trl.trainer.grpo_trainer.split_pixel_values_by_grid``, trl 1.15.0) and as the module Unsloth generates
@@ -13,21 +13,36 @@ SmolVLM)" are left as they are, but it tells them apart from the flat one-row-pe
 (rows with two images and rows with none), it splits the padded tensor by image counts: after the
 shuffle, rows carry other rows' images, or none. For that layout (5-D pixel values, a 4-D
 ``pixel_attention_mask``, one entry per row, no other image metadata) the batch is returned as it is,
-as TRL intends; the shuffle then permutes ``pixel_values`` and its mask with the rows.
+as TRL intends; the shuffle then permutes ``pixel_values`` and its mask with the rows. Llama 3.2 Vision's
+pixel values are per sample too (batch, images, tiles, ...; its fields ride in the batch, see
+``image_batch_normalisation``): the same happened to its rows of two images next to rows without (measured on
+an H200 under Unsloth: "pixel_values has 2 rows for 4 samples"), and such a batch is returned as it is too.
 The wrapper also does nothing once ``unpatch()`` has run, should a copy of it be held anywhere else.
 Remove when: TRL recognises the per-sample padded layout by its shape rather than by counts.
 """
 
 from __future__ import annotations
 
+import torch
+
 from .._engine import FunctionTarget, Patch, UnslothModuleFunction, is_active
 from .._padded_scoring import is_per_sample_padded
+
+
+def _is_mllama_per_sample(batch: dict, rows: int) -> bool:
+    pixel_values = batch.get("pixel_values")
+    return (
+        isinstance(pixel_values, torch.Tensor)
+        and batch.get("aspect_ratio_ids") is not None
+        and pixel_values.size(0) == batch["aspect_ratio_ids"].size(0) == rows
+    )
 
 
 def _leave_per_sample_padding_alone(wrapped, _instance, args, kwargs):
     batch = args[0] if args else kwargs.get("batch")
     if is_active() and isinstance(batch, dict) and batch.get("num_images") is not None:
-        if is_per_sample_padded(batch, rows=len(batch["num_images"])):
+        rows = len(batch["num_images"])
+        if is_per_sample_padded(batch, rows) or _is_mllama_per_sample(batch, rows):
             return batch
     return wrapped(*args, **kwargs)
 
@@ -44,6 +59,6 @@ PATCH = Patch(
         "trl.trainer.grpo_trainer.split_pixel_values_by_grid": "3aca66e33a7978d3",
         "UnslothGRPOTrainer.split_pixel_values_by_grid": "3aca66e33a7978d3",
     },
-    reason="Idefics3 per-sample pixel_values are split by image count before the shuffle when counts agree.",
+    reason="Idefics3 and mllama per-sample pixel_values are split by image count before the shuffle when counts agree.",
     remove_when="TRL recognises per-sample padded pixel_values by shape in split_pixel_values_by_grid.",
 )
