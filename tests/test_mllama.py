@@ -4,6 +4,7 @@ Mllama is a cross-attention VLM: one ``<|image|>`` token per image, ``aspect_rat
 for the tiles and a ``cross_attention_mask`` saying which tokens see which images. TRL 1.15 forwards none of
 them to its scoring forwards, and the processor's mask ignores TRL's left padding."""
 
+import numpy as np
 import pytest
 import torch
 from datasets import Dataset
@@ -265,21 +266,27 @@ def _alone(processor, conversation, **kwargs):
                                          return_dict=True, return_tensors="pt", **kwargs)  # fmt: skip
 
 
-@pytest.mark.parametrize("padded", [False, True])
-def test_processor_batches_rows_without_images_with_image_rows(patched, tiny, padded):
+PADDINGS = {
+    "unpadded": {},  # as TRL's apply_chat_template call for generation
+    "left": {"padding": True, "padding_side": "left", "return_tensors": "pt"},  # as its scoring call
+    "right": {"padding": True, "padding_side": "right", "return_tensors": "pt"},
+    "numpy, padding in text_kwargs": {"text_kwargs": {"padding": True, "padding_side": "left"}, "return_tensors": "np"},
+}
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_processor_batches_rows_without_images_with_image_rows(patched, tiny, padding):
     """Each row of a mixed batch gets what the processor gives it alone (its ids and mask in the batch's padding;
-    a text-only row: no image to attend to, the image inputs of a missing image), unpadded as TRL's
-    ``apply_chat_template`` call for generation, or left-padded tensors as its scoring call."""
+    a text-only row: no image to attend to, the image inputs of a missing image)."""
     processor, conversations = tiny.processor, _mixed_conversations()
-    extra = {"padding": True, "padding_side": "left", "return_tensors": "pt"} if padded else {}
     batch = processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
-                                          return_dict=True, **extra)  # fmt: skip
+                                          return_dict=True, **PADDINGS[padding])  # fmt: skip
     length = max(len(ids) for ids in batch["input_ids"])
     for row, conversation in enumerate(conversations):
         alone = _alone(processor, conversation)
         ids = torch.as_tensor(batch["input_ids"][row])
         mask = torch.as_tensor(batch["cross_attention_mask"][row])
-        start = length - alone["input_ids"].shape[1] if padded else 0
+        start = length - alone["input_ids"].shape[1] if padding in ("left", "numpy, padding in text_kwargs") else 0
         torch.testing.assert_close(ids[start:start + alone["input_ids"].shape[1]], alone["input_ids"][0])
         assert torch.as_tensor(batch["attention_mask"][row]).sum() == alone["input_ids"].shape[1]
         assert mask.shape[0] == length and not mask[:start].any()
@@ -287,11 +294,28 @@ def test_processor_batches_rows_without_images_with_image_rows(patched, tiny, pa
             images = alone["pixel_values"].shape[1]
             torch.testing.assert_close(mask[start:start + alone["input_ids"].shape[1], :images],
                                        torch.as_tensor(alone["cross_attention_mask"][0]))  # fmt: skip
-            torch.testing.assert_close(batch["pixel_values"][row, :images], alone["pixel_values"][0])
-            torch.testing.assert_close(batch["aspect_ratio_ids"][row, :images], alone["aspect_ratio_ids"][0])
+            torch.testing.assert_close(torch.as_tensor(batch["pixel_values"][row, :images]), alone["pixel_values"][0])
+            torch.testing.assert_close(torch.as_tensor(batch["aspect_ratio_ids"][row, :images]),
+                                       alone["aspect_ratio_ids"][0])  # fmt: skip
         else:
             assert not mask.any() and not batch["pixel_values"][row].any() and not batch["aspect_ratio_ids"][row].any()
             assert batch["aspect_ratio_mask"][row].tolist() == [[1, 0], [1, 0]]
+        if padding == "right":  # (the processor's own mask runs on over right padding: the ids say where it ends)
+            assert ids[alone["input_ids"].shape[1]:].eq(processor.tokenizer.pad_token_id).all()
+
+
+def test_processor_calls_it_cannot_merge_get_the_processors_own_answer(patched, tiny):
+    """Single images not in per-row lists, and arrays, reach the processor as before; a mixed batch asking for
+    outputs the merge does not know (token type ids) gets the processor's own refusal rather than a partial merge."""
+    processor, conversations = tiny.processor, _mixed_conversations()
+    text = processor.apply_chat_template(conversations[1], add_generation_prompt=True)
+    red = solid_image(COLOURS["red"])
+    single = processor(images=red, text=[text], return_tensors="pt")
+    array = processor(images=[np.asarray(red)], text=[text], return_tensors="pt")
+    torch.testing.assert_close(single["pixel_values"], array["pixel_values"])
+    with pytest.raises(ValueError, match="there should be either no images or at least one image per sample"):
+        processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
+                                      return_dict=True, return_token_type_ids=True)  # fmt: skip
 
 
 def test_unpatched_processor_refuses_rows_without_images_next_to_image_rows(tiny):

@@ -2,6 +2,8 @@
 counting images, which fails when a batch's image count equals its row count (rows with two images and
 rows with none), and it feeds padding-only images to chunks of text-only rows."""
 
+import re
+
 import pytest
 import torch
 from datasets import Dataset
@@ -22,15 +24,20 @@ def _unpatched_afterwards():
     unsloth_vlm_grpo.unpatch()
 
 
-def _two_or_no_images_trainer(tiny_factory, output_dir):
-    colours = [(255, 0, 0), (0, 0, 255)]
+COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255)}
+
+
+def _two_or_no_images_trainer(tiny_factory, output_dir, family="idefics3", max_steps=6):
+    """Rows with two images of one colour (red for rows 0 and 4, blue for 2 and 6, named in the prompt) next to
+    rows without images: a batch of four rows then holds four images."""
     rows = []
     for index in range(8):
-        images = [Image.new("RGB", (56, 56), colour) for colour in colours] if index % 2 == 0 else []
-        content = [{"type": "image"}] * len(images) + [{"type": "text", "text": "What colours?"}]
+        name = ("red" if index % 4 == 0 else "blue") if index % 2 == 0 else "none"
+        images = [Image.new("RGB", (56, 56), COLOURS[name])] * 2 if name in COLOURS else []
+        content = [{"type": "image"}] * len(images) + [{"type": "text", "text": f"What colours? {name}"}]
         rows.append({"prompt": [{"role": "user", "content": content}], "images": images})
-    tiny = tiny_factory("idefics3")
-    args = grpo_config(output_dir, max_steps=6, per_device_train_batch_size=4, num_generations=2,
+    tiny = tiny_factory(family)
+    args = grpo_config(output_dir, max_steps=max_steps, per_device_train_batch_size=4, num_generations=2,
                        steps_per_generation=2)  # fmt: skip
     return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
                        args=args, train_dataset=Dataset.from_list(rows))
@@ -68,27 +75,12 @@ def test_padded_pixel_values_stay_with_their_rows_through_the_split():
     assert grpo_module.split_pixel_values_by_grid(batch) is batch
 
 
-def _mllama_two_or_no_images_trainer(tiny_factory, output_dir, reward):
-    rows = []
-    for index in range(8):
-        colour = (255, 0, 0) if index % 4 == 0 else (0, 0, 255)
-        images = [Image.new("RGB", (56, 56), colour)] * 2 if index % 2 == 0 else []
-        content = [{"type": "image"}] * len(images) + [{"type": "text", "text": "What colours?"}]
-        rows.append({"prompt": [{"role": "user", "content": content}], "images": images, "row": index})
-    tiny = tiny_factory("mllama")
-    args = grpo_config(output_dir, max_steps=4, per_device_train_batch_size=4, num_generations=2,
-                       steps_per_generation=2)  # fmt: skip
-    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=reward,
-                       args=args, train_dataset=Dataset.from_list(rows))
-
-
-def test_mllama_keeps_each_rows_images_through_the_shuffle(tiny_factory, tmp_path):
-    """Llama 3.2 Vision, rows of two images next to rows without (4 images for 4 rows): every loss forward gets,
-    for each of its rows, that row's own pixel values (red for rows 0 and 4, blue for 2 and 6, none for the rest),
-    whatever the shuffle did."""
-    unsloth_vlm_grpo.patch()
+def _mllama_rows_given_other_images(tiny_factory, output_dir) -> tuple[int, int]:
+    """Train mllama on rows of two images next to rows without (four images for four rows); return how many rows
+    with images the loss forwards saw, and how many rows got pixel values other than their own (the colour their
+    prompt names, or none)."""
     seen = []
-    trainer = _mllama_two_or_no_images_trainer(tiny_factory, tmp_path, distinct_characters_reward)
+    trainer = _two_or_no_images_trainer(tiny_factory, output_dir, family="mllama", max_steps=4)
 
     def record(_module, args, kwargs):
         if torch.is_grad_enabled() and kwargs.get("pixel_values") is not None:
@@ -98,13 +90,26 @@ def test_mllama_keeps_each_rows_images_through_the_shuffle(tiny_factory, tmp_pat
     trainer.train()
     assert len(logged_losses(trainer)) == 4 and seen
     processor = trainer.processing_class
-    image_token = processor.tokenizer.convert_tokens_to_ids("<|image|>")
-    red = processor.image_processor(images=[[Image.new("RGB", (56, 56), (255, 0, 0))]], return_tensors="pt")
-    red = red["pixel_values"][0, 0]
+    expected = {name: processor.image_processor(images=[[Image.new("RGB", (56, 56), rgb)] * 2], return_tensors="pt")
+                ["pixel_values"][0] for name, rgb in COLOURS.items()}  # fmt: skip
+    with_images = wrong = 0
     for input_ids, pixel_values in seen:
         for ids, row_pixels in zip(input_ids, pixel_values):
-            images = int((ids == image_token).sum())
-            assert images in (0, 2)
-            assert bool(row_pixels.any()) == (images == 2)
-            if images:
-                assert torch.equal(row_pixels[0], row_pixels[1])  # the row's own two images, not another row's
+            name = re.search(r"What colours\? (red|blue|none)", processor.tokenizer.decode(ids)).group(1)
+            with_images += name != "none"
+            wrong += not (torch.equal(row_pixels, expected[name]) if name != "none" else not row_pixels.any())
+    return with_images, wrong
+
+
+def test_mllama_keeps_each_rows_images_through_the_shuffle(tiny_factory, tmp_path):
+    unsloth_vlm_grpo.patch()
+    with_images, wrong = _mllama_rows_given_other_images(tiny_factory, tmp_path)
+    assert with_images > 0 and wrong == 0
+
+
+def test_without_the_shuffling_patch_mllama_rows_train_on_other_rows_images(tiny_factory, tmp_path, monkeypatch):
+    """The control: TRL's class splits the per-sample pixel values by image count, silently."""
+    monkeypatch.setitem(per_sample_pixel_values_shuffling.PATCH.fingerprints, SHUFFLING_LABEL, "0" * 16)
+    unsloth_vlm_grpo.patch(strict=False)
+    _, wrong = _mllama_rows_given_other_images(tiny_factory, tmp_path)
+    assert wrong > 0

@@ -8,7 +8,9 @@ trained at all. Here such a batch is processed as two: the rows with images, and
 nor image tokens; any other row goes to the processor as it is, which names the problem). The results are put
 back in row order: the text fields padded to one length on the tokenizer's padding side when the processor
 padded them, and each text-only row given the image inputs the image processor gives a missing image (zero
-pixels, aspect ratio id 0, a mask with no tile) and a cross-attention mask attending to nothing.
+pixels, aspect ratio id 0, a mask with no tile) and a cross-attention mask attending to nothing. A call this
+cannot merge exactly (other outputs such as ``token_type_ids``; unpadded tensors of different lengths) goes to
+the processor whole, which answers as it always did.
 Remove when: the mllama processor accepts rows without images in a batch with image rows.
 """
 
@@ -20,6 +22,8 @@ import torch
 from .._engine import FunctionTarget, Patch
 
 MODULE = "transformers.models.mllama.processing_mllama"
+_TEXT_FIELDS = ("input_ids", "attention_mask", "cross_attention_mask")
+_IMAGE_FIELDS = ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")
 
 
 def _rows(value) -> list:
@@ -60,10 +64,19 @@ def _stack(rows: list, like):
     return rows
 
 
+def _text_setting(kwargs: dict, name: str, default=None):
+    """A tokenizer setting as the processor reads it: a keyword of its own, or inside ``text_kwargs``."""
+    return kwargs.get(name, kwargs.get("text_kwargs", {}).get(name, default))
+
+
+def _pads(kwargs: dict) -> bool:
+    return _text_setting(kwargs, "padding") not in (None, False, "do_not_pad")
+
+
 def _merge(processor, kwargs, order: list[int], with_images, without_images):
     """The processor's outputs for the two groups of rows, in row order (``order[row]`` = position in the groups)."""
-    padded = kwargs.get("padding") not in (None, False, "do_not_pad")
-    left = padded and kwargs.get("padding_side", processor.tokenizer.padding_side) == "left"
+    padded = _pads(kwargs)
+    left = padded and _text_setting(kwargs, "padding_side", processor.tokenizer.padding_side) == "left"
     text_only_ids = _rows(without_images["input_ids"])
     masks = _rows(with_images["cross_attention_mask"])
     masks += [_zeros(masks[0], (len(ids), *masks[0].shape[1:])) for ids in text_only_ids]
@@ -80,28 +93,47 @@ def _merge(processor, kwargs, order: list[int], with_images, without_images):
         if padded or name == "cross_attention_mask":
             rows = [_pad_to(row, length, pad_values[name], left) for row in rows]
         merged[name] = _stack([rows[position] for position in order], with_images[name])
-    for name, value in with_images.items():
-        if name not in merged:
-            rows = _rows(value) + [_missing_image_inputs(name, value[0])] * len(text_only_ids)
-            merged[name] = _stack([rows[position] for position in order], value)
+    for name in _IMAGE_FIELDS:
+        value = with_images[name]
+        rows = _rows(value) + [_missing_image_inputs(name, value[0]) for _ in text_only_ids]
+        merged[name] = _stack([rows[position] for position in order], value)
     return type(with_images)(data=merged)
+
+
+def _mergeable(kwargs, with_images, without_images) -> bool:
+    """Whether the two outputs hold only the fields ``_merge`` knows, in shapes the whole batch could have had."""
+    if set(with_images) != {*_TEXT_FIELDS, *_IMAGE_FIELDS} or set(without_images) != set(_TEXT_FIELDS[:2]):
+        return False  # e.g. token_type_ids, offset_mapping: not merged here
+    if isinstance(with_images["input_ids"], list) or _pads(kwargs):
+        return True
+    return with_images["input_ids"].shape[1] == without_images["input_ids"].shape[1]
+
+
+def _is_batch_of_image_lists(images, text) -> bool:
+    return (
+        isinstance(text, (list, tuple))
+        and isinstance(images, (list, tuple))
+        and len(images) == len(text)
+        and all(row is None or isinstance(row, (list, tuple)) for row in images)
+    )
 
 
 def _process_rows_with_and_without_images(wrapped, processor, args, kwargs):
     images, text = kwargs.get("images"), kwargs.get("text")
-    if args or images is None or not isinstance(text, (list, tuple)) or len(images) != len(text):
+    if args or not _is_batch_of_image_lists(images, text):
         return wrapped(*args, **kwargs)
-    image_token = processor.image_token
     with_images = [row for row, row_images in enumerate(images) if row_images]
-    without_images = [row for row, row_images in enumerate(images) if not row_images and image_token not in text[row]]
+    without_images = [row for row, row_images in enumerate(images)
+                      if not row_images and processor.image_token not in text[row]]  # fmt: skip
     if not with_images or not without_images or len(with_images) + len(without_images) != len(text):
         return wrapped(*args, **kwargs)
     first = wrapped(**{**kwargs, "images": [images[row] for row in with_images],
                        "text": [text[row] for row in with_images]})  # fmt: skip
     second = wrapped(**{**kwargs, "images": None, "text": [text[row] for row in without_images]})
+    if not _mergeable(kwargs, first, second):
+        return wrapped(*args, **kwargs)  # the processor's own answer for the whole batch
     grouped = with_images + without_images
-    order = [grouped.index(row) for row in range(len(text))]
-    return _merge(processor, kwargs, order, first, second)
+    return _merge(processor, kwargs, [grouped.index(row) for row in range(len(text))], first, second)
 
 
 PATCH = Patch(
