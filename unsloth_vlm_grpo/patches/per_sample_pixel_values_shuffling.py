@@ -16,7 +16,8 @@ shuffle, rows carry other rows' images, or none. For that layout (5-D pixel valu
 as TRL intends; the shuffle then permutes ``pixel_values`` and its mask with the rows. Llama 3.2 Vision's
 pixel values are per sample too (batch, images, tiles, ...; its fields ride in the batch, see
 ``image_batch_normalisation``): the same happened to its rows of two images next to rows without (measured on
-an H200 under Unsloth: "pixel_values has 2 rows for 4 samples"), and such a batch is returned as it is too.
+an H100 under Unsloth, where ``unsloth_mllama_vision_inputs`` stops at "pixel_values has 2 rows for 4
+samples"), and such a batch is returned as it is too.
 The wrapper also does nothing once ``unpatch()`` has run, should a copy of it be held anywhere else.
 Remove when: TRL recognises the per-sample padded layout by its shape rather than by counts.
 """
