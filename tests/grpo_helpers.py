@@ -47,3 +47,41 @@ def logged_losses(trainer) -> list[float]:
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert losses and all(math.isfinite(loss) for loss in losses), losses
     return losses
+
+
+# Questions of different lengths and images of several sizes and aspect ratios, as real datasets mix them.
+VARIED_QUESTIONS = (
+    "What colour?",
+    "What colour is the square in this picture? Answer with one word.",
+    "Name the colour.",
+    "Please describe the colour of this image, then answer with one word: which colour is it?",
+)
+VARIED_SIZES = ((56, 56), (112, 56), (56, 112), (84, 140))
+
+
+def varied_image(rgb, size) -> "Image.Image":
+    from PIL import Image
+
+    return Image.new("RGB", size, rgb)
+
+
+def varied_colour_dataset(rows: int = 8) -> Dataset:
+    """Rows whose questions and image sizes differ, so that prompts in one batch differ in length."""
+    names = list(COLOURS)
+    records = []
+    for index in range(rows):
+        name = names[index % len(names)]
+        question = VARIED_QUESTIONS[index % len(VARIED_QUESTIONS)]
+        size = VARIED_SIZES[(index // 2) % len(VARIED_SIZES)]
+        prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        records.append({"prompt": prompt, "image": varied_image(COLOURS[name], size), "answer": name})
+    return Dataset.from_list(records)
+
+
+def saved_and_loaded(tiny, directory):
+    """The tiny model and processor as a user gets them: saved, then loaded with the Auto classes."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    tiny.model.save_pretrained(directory)
+    tiny.processor.save_pretrained(directory)
+    return AutoModelForImageTextToText.from_pretrained(directory), AutoProcessor.from_pretrained(directory)

@@ -1,27 +1,47 @@
-"""The demo command runs end to end (short mode) and writes its outputs."""
+"""The demo, as the README runs it: it learns, says so, and writes its plot and summary; a run that cannot
+keep its promise says so and exits non-zero. (This is also the Gemma 3 learning proof and its blank control:
+tests/test_learning.py covers the other families.)"""
 
 import json
 
+from conftest import run_python
 from PIL import Image
 
-from conftest import run_python
+from unsloth_vlm_grpo.demo import CONTROL_TOLERANCE, PROMISED_REWARD
 
 
-def test_demo_short_run_writes_curve_and_summary(tmp_path):
+def test_default_demo_keeps_its_promise(tmp_path):
+    process = run_python(["-m", "unsloth_vlm_grpo", "demo", "--output-dir", str(tmp_path / "out")], tmp_path,
+                         timeout=900)  # fmt: skip
+    output = process.stdout + process.stderr
+    assert process.returncode == 0, output[-4000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["family"] == "gemma3" and summary["seed"] == 0 and summary["steps"] == 300
+    assert summary["verdict"] == "met"
+    assert summary["start_reward"] < summary["chance"] + CONTROL_TOLERANCE
+    assert summary["final_reward"] >= PROMISED_REWARD
+    assert abs(summary["blank_control_final_reward"] - summary["chance"]) <= CONTROL_TOLERANCE
+    assert len(summary["rewards"]) == 300
+    assert "Promise met" in output
+    # Both runs show the same progress lines and neither dumps TRL's per-step metrics dictionaries.
+    assert output.count("step  300/300  mean reward") == 2
+    assert "{'loss'" not in output
+    with Image.open(tmp_path / "out" / "reward_curve.png") as curve:
+        assert curve.size == (800, 500)
+
+
+def test_short_demo_says_it_did_not_keep_its_promise(tmp_path):
     process = run_python(
-        ["-m", "unsloth_vlm_grpo", "demo", "--steps", "4", "--output-dir", str(tmp_path / "out")],
+        ["-m", "unsloth_vlm_grpo", "demo", "--steps", "8", "--no-control", "--output-dir", str(tmp_path / "out")],
         tmp_path,
         timeout=600,
     )
-    assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
+    output = process.stdout + process.stderr
+    assert process.returncode == 1, output[-3000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["steps"] == 4
-    for key in ("start_reward", "final_reward", "seconds", "blank_control_final_reward"):
-        assert isinstance(summary[key], float)
-    assert 0.0 <= summary["final_reward"] <= 1.0
-    with Image.open(tmp_path / "out" / "reward_curve.png") as curve:
-        assert curve.size == (640, 400)
-    assert "mean reward" in process.stdout and "Done: reward" in process.stdout
+    assert summary["steps"] == 8 and summary["verdict"].startswith("not met: reward ended at")
+    assert "Promise NOT met" in output
+    assert (tmp_path / "out" / "reward_curve.png").exists()
 
 
 def test_demo_model_option_explains_what_it_needs(tmp_path):

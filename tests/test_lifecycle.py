@@ -8,6 +8,7 @@ import trl.trainer.grpo_trainer as grpo_trainer
 import wrapt
 
 import unsloth_vlm_grpo
+from unsloth_vlm_grpo._engine import innermost
 from unsloth_vlm_grpo.patches import ALL_PATCHES
 
 TRAINER = grpo_trainer.GRPOTrainer
@@ -36,11 +37,66 @@ def test_patch_wraps_live_targets_once_and_reports_them():
         attribute = vars(TRAINER)[name]
         assert isinstance(attribute, wrapt.FunctionWrapper)
         assert attribute.__wrapped__ is original
-    # Unsloth is not imported in this process: its targets (and unsloth_zoo's) wait for the import, as does
-    # mllama's modeling module unless an earlier test imported it.
+    # Unsloth is not imported in this process: its targets (and unsloth_zoo's) wait for the import, as do
+    # mllama's modeling and processing modules unless an earlier test imported them.
     pending = [entry.patch for entry in report.pending]
     assert {"unsloth_trainer_regeneration", "unsloth_mllama_vision_inputs"} <= set(pending)
-    assert set(pending) <= {"unsloth_trainer_regeneration", "unsloth_mllama_vision_inputs", "mllama_cross_attention_mask"}
+    mllama = {"mllama_cross_attention_mask", "mllama_rows_without_images"}
+    assert set(pending) <= {"unsloth_trainer_regeneration", "unsloth_mllama_vision_inputs", *mllama}
+
+
+STACKED = "_generate_and_score_completions"  # wrapped by image_batch_normalisation and left_padded_image_fields
+
+
+def _wrapper_depth(value) -> int:
+    depth = 0
+    while isinstance(value, wrapt.FunctionWrapper):
+        value, depth = value.__wrapped__, depth + 1
+    return depth
+
+
+def test_two_patches_stack_on_one_target_and_unwind_exactly():
+    original = vars(TRAINER)[STACKED]
+    unsloth_vlm_grpo.patch()
+    stacked = vars(TRAINER)[STACKED]
+    assert _wrapper_depth(stacked) == 2
+    assert stacked.__wrapped__.__wrapped__ is original
+    unsloth_vlm_grpo.unpatch()
+    assert vars(TRAINER)[STACKED] is original
+
+
+def test_exclude_leaves_a_patch_out_and_reports_it():
+    original = vars(TRAINER)[STACKED]
+    report = unsloth_vlm_grpo.patch(exclude=("left_padded_image_fields",))
+    assert [entry.patch for entry in report.excluded] == ["left_padded_image_fields"]
+    assert "left_padded_image_fields" not in {entry.patch for entry in report.applied}
+    assert _wrapper_depth(vars(TRAINER)[STACKED]) == 1
+    unsloth_vlm_grpo.unpatch()
+    assert vars(TRAINER)[STACKED] is original
+
+
+def test_exclude_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown patch name.*left_padded_image_fields"):
+        unsloth_vlm_grpo.patch(exclude=("left_padded_image_field",))
+    assert not unsloth_vlm_grpo.is_patched()
+
+
+def test_any_order_of_patch_exclude_and_unpatch_leaves_no_wrapper_behind():
+    original = vars(TRAINER)[STACKED]
+    names = unsloth_vlm_grpo.patch_names()
+    sequence = [(), ("left_padded_image_fields",), ("image_batch_normalisation",), None, (), tuple(names[1:4]), (),
+                None, None, ("image_batch_normalisation", "left_padded_image_fields"), ()]  # fmt: skip
+    for exclude in sequence:
+        if exclude is None:
+            unsloth_vlm_grpo.unpatch()
+            assert vars(TRAINER)[STACKED] is original
+            continue
+        unsloth_vlm_grpo.patch(exclude=exclude)
+        expected = 2 - len({"image_batch_normalisation", "left_padded_image_fields"} & set(exclude))
+        assert _wrapper_depth(vars(TRAINER)[STACKED]) == expected, exclude
+        assert innermost(vars(TRAINER)[STACKED]) is original
+    unsloth_vlm_grpo.unpatch()
+    assert vars(TRAINER)[STACKED] is original
 
 
 def test_second_patch_changes_nothing():

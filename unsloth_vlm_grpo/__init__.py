@@ -22,6 +22,7 @@ __all__ = [
     "VisionGradients",
     "is_patched",
     "patch",
+    "patch_names",
     "record_vision_gradients",
     "unpatch",
 ]
@@ -29,17 +30,26 @@ __all__ = [
 logging.getLogger("unsloth_vlm_grpo").addHandler(logging.NullHandler())
 
 
-def patch(strict: bool = True) -> PatchReport:
+def patch(strict: bool = True, exclude: tuple[str, ...] = ()) -> PatchReport:
     """Patch ``trl.GRPOTrainer`` (TRL's class and Unsloth's generated one) to train VLMs.
 
     Works before or after ``import unsloth``: targets not imported yet are patched when they are.
     With ``strict=True`` an installed package outside the verified stack raises
     ``UnsupportedVersionError``; with ``strict=False`` only patches whose target source is unchanged are
-    applied, and the report says which were skipped. Calling it again changes nothing.
+    applied, and the report says which were skipped. ``exclude`` names patches to leave out (see
+    ``patch_names()``); an unknown name raises ``ValueError``. Calling it again with the same options
+    changes nothing; with other options it first undoes the previous call.
     """
     from .patches import ALL_PATCHES
 
-    return _engine.apply(ALL_PATCHES, strict=strict)
+    return _engine.apply(ALL_PATCHES, strict=strict, exclude=exclude)
+
+
+def patch_names() -> list[str]:
+    """The name of every patch, in the order ``patch()`` applies them (the names ``exclude`` takes)."""
+    from .patches import ALL_PATCHES
+
+    return [patch.name for patch in ALL_PATCHES]
 
 
 def unpatch() -> None:

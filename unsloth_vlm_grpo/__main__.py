@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         demo.run_model_demo(options.model, options.output_dir, options.steps, options.seed, options.load_in_4bit)
         return 0
-    demo.run_demo(options.output_dir, options.steps, options.seed, options.family, options.control)
-    return 0
+    summary = demo.run_demo(options.output_dir, options.steps, options.seed, options.family, options.control)
+    return 0 if summary["verdict"] == "met" else 1
 
 
 if __name__ == "__main__":

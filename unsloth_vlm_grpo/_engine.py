@@ -59,6 +59,13 @@ def defining_class(cls: type, attribute: str) -> type | None:
     return next((klass for klass in cls.__mro__ if attribute in vars(klass)), None)
 
 
+def innermost(value: object) -> object:
+    """``value`` with every wrapt wrapper around it taken off."""
+    while isinstance(value, wrapt.FunctionWrapper):
+        value = value.__wrapped__
+    return value
+
+
 def is_unsloth_generated(obj: object) -> bool:
     """Whether a class or function comes from the trainer module Unsloth generates, not from TRL."""
     return getattr(obj, "__module__", None) == UNSLOTH_GRPO_TRAINER_MODULE
@@ -161,9 +168,11 @@ class UnslothModuleFunction:
             raise TargetMissingError(label, "no longer exists (Unsloth's generated module does not bind it)")
         bound = vars(generated)[self.name]
         trl_module = sys.modules.get(GRPO_TRAINER_MODULE)
-        copied_wrapper = trl_module is not None and bound is vars(trl_module).get(self.name)
-        if copied_wrapper and isinstance(bound, wrapt.FunctionWrapper):
-            return [Site(generated, self.name, label, bound.__wrapped__, unwrapped_value=bound.__wrapped__)]
+        plain = innermost(bound)
+        # A wrapper copied from TRL's module, by this patch() or an earlier one since undone.
+        copied_wrapper = trl_module is not None and plain is innermost(vars(trl_module).get(self.name))
+        if copied_wrapper and plain is not bound:
+            return [Site(generated, self.name, label, plain, unwrapped_value=plain)]
         return [Site(generated, self.name, label, bound)]
 
 
@@ -201,7 +210,7 @@ class Patch:
 class ReportEntry:
     patch: str
     target: str
-    status: str  # "applied", "pending" or "skipped"
+    status: str  # "applied", "pending", "skipped" or "excluded"
     detail: str = ""
 
     def __str__(self) -> str:
@@ -230,6 +239,10 @@ class PatchReport:
     def pending(self) -> list[ReportEntry]:
         return self._with("pending")
 
+    @property
+    def excluded(self) -> list[ReportEntry]:
+        return self._with("excluded")
+
     def __str__(self) -> str:
         return "\n".join(str(entry) for entry in self.entries) or "(no patches)"
 
@@ -249,7 +262,9 @@ class _Registry:
     patches: tuple[Patch, ...] = ()
     active: bool = False
     strict: bool = True
-    applied: dict[tuple[int, str], _Applied] = field(default_factory=dict)
+    excluded: tuple[str, ...] = ()
+    # (id(owner), attribute, patch name) -> what that patch replaced, in the order applied.
+    applied: dict[tuple[int, str, str], _Applied] = field(default_factory=dict)
     hooked_modules: set[str] = field(default_factory=set)
 
 
@@ -257,11 +272,9 @@ REGISTRY = _Registry()
 
 
 def _apply_site(patch: Patch, site: Site) -> ReportEntry:
-    record = REGISTRY.applied.get((id(site.owner), site.attribute))
+    key = (id(site.owner), site.attribute, patch.name)
+    record = REGISTRY.applied.get(key)
     if record is not None and record.site.owner is site.owner:
-        if record.patch is not patch:
-            # One wrapper per target keeps unpatch() exact; merge the two patches instead.
-            raise RuntimeError(f"patches {record.patch.name!r} and {patch.name!r} both target {site.label}")
         return ReportEntry(patch.name, site.label, "applied", "already")
     expected = patch.fingerprints.get(site.label)
     found = fingerprint(site.fingerprint_source)
@@ -274,17 +287,25 @@ def _apply_site(patch: Patch, site: Site) -> ReportEntry:
             )
         logger.warning("unsloth_vlm_grpo: skipping patch %s on %s: %s", patch.name, site.label, detail)
         return ReportEntry(patch.name, site.label, "skipped", detail)
-    if site.unwrapped_value is not _MISSING:
+    if site.unwrapped_value is not _MISSING and not _wrapped_by_us(site):
         setattr(site.owner, site.attribute, site.unwrapped_value)
     original = vars(site.owner).get(site.attribute, _MISSING)
+    # Several patches may wrap one site: wrapt stacks the wrappers and remove() unwinds them in reverse.
     wrapt.wrap_function_wrapper(site.owner, site.attribute, patch.wrapper)
-    REGISTRY.applied[(id(site.owner), site.attribute)] = _Applied(patch, site, original)
+    REGISTRY.applied[key] = _Applied(patch, site, original)
     logger.debug("unsloth_vlm_grpo: applied %s to %s", patch.name, site.label)
     return ReportEntry(patch.name, site.label, "applied")
 
 
+def _wrapped_by_us(site: Site) -> bool:
+    return any(
+        record.site.owner is site.owner and record.site.attribute == site.attribute
+        for record in REGISTRY.applied.values()
+    )
+
+
 def _apply_all() -> list[ReportEntry]:
-    entries = []
+    entries = [ReportEntry(name, "-", "excluded", "patch(exclude=...)") for name in REGISTRY.excluded]
     for patch in REGISTRY.patches:
         try:
             sites = patch.sites()
@@ -314,20 +335,35 @@ def refresh() -> None:
             _apply_all()
 
 
-def apply(patches: tuple[Patch, ...], strict: bool) -> PatchReport:
+def select(patches: tuple[Patch, ...], exclude: tuple[str, ...] | list[str] | set[str]) -> tuple[Patch, ...]:
+    """``patches`` less those named in ``exclude``; an unknown name raises ``ValueError`` listing the known."""
+    if isinstance(exclude, str):
+        exclude = (exclude,)
+    names = [patch.name for patch in patches]
+    unknown = sorted(set(exclude) - set(names))
+    if unknown:
+        raise ValueError(f"patch(exclude=...): unknown patch name(s) {unknown}; the patches are {names}")
+    return tuple(patch for patch in patches if patch.name not in set(exclude))
+
+
+def apply(patches: tuple[Patch, ...], strict: bool, exclude=()) -> PatchReport:
     with REGISTRY.lock:
+        chosen = select(patches, exclude)
+        if REGISTRY.active and (chosen != REGISTRY.patches or strict != REGISTRY.strict):
+            remove()  # patch() again with other options: start from the unpatched state
         failed = [check for check in check_stack() if not check.ok]
         if failed:
             if strict:
                 raise UnsupportedVersionError(unsupported_version_message(failed))
             logger.warning("%s", unsupported_version_message(failed))
-        REGISTRY.patches, REGISTRY.strict, REGISTRY.active = patches, strict, True
+        REGISTRY.patches, REGISTRY.strict, REGISTRY.active = chosen, strict, True
+        REGISTRY.excluded = tuple(patch.name for patch in patches if patch not in chosen)
         try:
             entries = _apply_all()
         except Exception:
             remove()
             raise
-        for module in sorted({m for patch in patches for m in patch.modules()} - REGISTRY.hooked_modules):
+        for module in sorted({m for patch in chosen for m in patch.modules()} - REGISTRY.hooked_modules):
             # wrapt keeps post-import hooks for the life of the process; ours do nothing while inactive.
             wrapt.register_post_import_hook(_on_import, module)
             REGISTRY.hooked_modules.add(module)

@@ -22,8 +22,19 @@ class ImageInputError(ValueError):
     """A dataset row's images are missing, unreadable or do not match the prompt's image placeholders."""
 
 
+_UNNAMED_ROW = "a row of this batch"
+
+
 def _where(row: int | None) -> str:
-    return f"dataset row {row}" if row is not None else "a row of this batch"
+    return f"dataset row {row}" if row is not None else _UNNAMED_ROW
+
+
+def naming_the_row(error: ImageInputError, rows: str) -> ImageInputError:
+    """``error`` with its unnamed row replaced by ``rows`` (e.g. "dataset row 7")."""
+    message = str(error)
+    if message.startswith(_UNNAMED_ROW):
+        message = rows + message[len(_UNNAMED_ROW) :]
+    return ImageInputError(message)
 
 
 def _from_array(value: Any, row: int | None) -> Image.Image:
@@ -170,13 +181,13 @@ def check_row(row: dict, index: int | None) -> None:
         )
 
 
-def iter_rows_without_decoding(dataset) -> Iterator[dict]:
-    """Rows of a ``datasets.Dataset`` with images left as stored ({"bytes", "path"}), not decoded."""
-    table = dataset.data
+def iter_rows_without_decoding(dataset, batch_size: int = 1000) -> Iterator[dict]:
+    """Rows of a ``datasets.Dataset`` in its own order (filtered, shuffled, selected and split views
+    included, so the n-th row is ``dataset[n]``), with images left as stored ({"bytes", "path"})."""
     columns = [name for name in ("prompt", "image", "images") if name in dataset.column_names]
-    values = {name: table.column(name).to_pylist() for name in columns}
-    for index in range(len(dataset)):
-        yield {name: values[name][index] for name in columns}
+    view = dataset.select_columns(columns).with_format("arrow")
+    for table in view.iter(batch_size=batch_size):
+        yield from table.to_pylist()
 
 
 def check_dataset(dataset) -> int | None:

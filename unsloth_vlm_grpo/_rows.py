@@ -55,3 +55,10 @@ def describe_batch_rows(owner, dataset, prompts: list[Any]) -> str:
         return (f"one of the dataset rows {_listed(rows)} (they share the batch's {len(distinct)} prompt(s), so "
                 "the rows cannot be told apart by prompt)")  # fmt: skip
     return f"dataset row{'s' if len(rows) > 1 else ''} {_listed(rows)}"
+
+
+def describe_trainer_rows(trainer, inputs: list[dict]) -> str:
+    """Which rows of the dataset the trainer is reading now (evaluation or training) hold ``inputs``."""
+    evaluating = not trainer.model.training and trainer.eval_dataset is not None
+    dataset = trainer.eval_dataset if evaluating else trainer.train_dataset
+    return describe_batch_rows(trainer, dataset, [example.get("prompt") for example in inputs])

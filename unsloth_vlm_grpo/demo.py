@@ -8,9 +8,13 @@ import logging
 import os
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+import numpy as np
 
 logger = logging.getLogger("unsloth_vlm_grpo.demo")
+
+# What the demo promises on any machine (README): the last 20 steps' mean reward, and the blank control's.
+PROMISED_REWARD = 0.9
+CONTROL_TOLERANCE = 0.15
 
 
 def _reward_logger(every: int):
@@ -24,31 +28,46 @@ def _reward_logger(every: int):
     return RewardLogger()
 
 
-def draw_reward_curve(curves: dict[str, list[float]], path: Path, chance: float) -> None:
-    """A plain line chart of reward per step, drawn with Pillow (no plotting dependency)."""
-    width, height, margin = 640, 400, 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    steps = max(len(values) for values in curves.values())
+def _smoothed(values: list[float], window: int) -> np.ndarray:
+    """Trailing mean over ``window`` steps (shorter at the start)."""
+    values = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(values, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(values) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(values) + 1) - counts]) / counts
 
-    def point(step: int, reward: float) -> tuple[float, float]:
-        x = margin + (width - 2 * margin) * step / max(steps - 1, 1)
-        return x, height - margin - (height - 2 * margin) * reward
 
-    draw.rectangle([margin, margin, width - margin, height - margin], outline="black")
-    for reward in (0.0, chance, 0.5, 1.0):
-        y = point(0, reward)[1]
-        draw.line([margin - 4, y, margin, y], fill="black")
-        draw.text((4, y - 6), f"{reward:.2f}", fill="black")
-    draw.line([point(0, chance), point(steps - 1, chance)], fill=(180, 180, 180))
-    draw.text((margin, 15), "mean reward per GRPO step", fill="black")
-    draw.text((width // 2 - 20, height - margin + 15), f"step (0-{steps})", fill="black")
-    colours = [(200, 40, 40), (40, 40, 200)]
-    for index, (label, values) in enumerate(curves.items()):
-        smoothed = [sum(values[max(0, i - 4) : i + 1]) / len(values[max(0, i - 4) : i + 1]) for i in range(len(values))]
-        draw.line([point(i, r) for i, r in enumerate(smoothed)], fill=colours[index % 2], width=2)
-        draw.text((width - margin - 150, margin + 10 + 15 * index), label, fill=colours[index % 2])
-    image.save(path)
+def draw_reward_curve(curves: dict[str, list[float]], path: Path, chance: float, title: str) -> None:
+    """Mean reward per step: each run's raw curve faint, its smoothed curve bold, chance level dashed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(8, 5), dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    window = max(1, min(20, max(len(values) for values in curves.values()) // 10))
+    for (label, values), colour in zip(curves.items(), ("tab:blue", "tab:orange")):
+        steps = np.arange(1, len(values) + 1)
+        axes.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
+        axes.plot(steps, _smoothed(values, window), color=colour, linewidth=2.2, label=f"{label} ({window}-step mean)")
+    axes.axhline(chance, color="grey", linestyle="--", linewidth=1.2, label=f"chance ({chance:.2f})")
+    axes.set_xlabel("GRPO step")
+    axes.set_ylabel("mean reward (1 = right colour)")
+    axes.set_ylim(-0.03, 1.03)
+    axes.set_xlim(1, max(len(values) for values in curves.values()))
+    axes.grid(alpha=0.3)
+    axes.legend(loc="center right")
+    axes.set_title(title)
+    figure.savefig(path)
+
+
+def judge(final_reward: float, control_reward: float | None, chance: float) -> list[str]:
+    """What the demo promises and did not do (empty when it kept every promise)."""
+    broken = []
+    if final_reward < PROMISED_REWARD:
+        broken.append(f"reward ended at {final_reward:.2f}, below the promised {PROMISED_REWARD:.2f}")
+    if control_reward is not None and abs(control_reward - chance) > CONTROL_TOLERANCE:
+        broken.append(f"the blank control ended at {control_reward:.2f}, not within {CONTROL_TOLERANCE} of chance")
+    return broken
 
 
 def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool) -> dict:
@@ -59,7 +78,8 @@ def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     chance = 1 / len(COLOURS)
-    logger.info("Training a tiny %s VLM (built offline) to name the colour of a square: %d GRPO steps.", family, steps)
+    logger.info("Training a tiny %s VLM (built offline) to name the colour of a square: %d GRPO steps, seed %d.",
+                family, steps, seed)  # fmt: skip
     run = train_colour_task(
         str(output / "checkpoints"), family=family, steps=steps, seed=seed, callbacks=[_reward_logger(10)],
         disable_tqdm=False,
@@ -68,6 +88,7 @@ def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool)
     window = max(1, min(20, steps // 5))
     summary = {
         "family": family,
+        "seed": seed,
         "steps": len(run.rewards),
         "seconds": round(run.seconds, 1),
         "start_reward": round(run.mean(0, window), 3),
@@ -75,18 +96,33 @@ def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool)
         "chance": round(chance, 3),
         "rewards": run.rewards,
     }
+    control_reward = None
     if control:
         logger.info("Control: the same run with every image blank (reward should stay near %.2f).", chance)
-        blank = train_colour_task(str(output / "checkpoints_blank"), family=family, steps=steps, seed=seed, blank=True)
+        blank = train_colour_task(
+            str(output / "checkpoints_blank"), family=family, steps=steps, seed=seed, blank=True,
+            callbacks=[_reward_logger(10)], disable_tqdm=False,
+        )  # fmt: skip
         curves["blank images (control)"] = blank.rewards
-        summary["blank_control_final_reward"] = round(blank.mean(-window), 3)
-    draw_reward_curve(curves, output / "reward_curve.png", chance)
+        control_reward = summary["blank_control_final_reward"] = round(blank.mean(-window), 3)
+        summary["seconds"] = round(run.seconds + blank.seconds, 1)
+    broken = judge(summary["final_reward"], control_reward, chance)
+    summary["verdict"] = "met" if not broken else "not met: " + "; ".join(broken)
+    title = f"Tiny {family} VLM, colour task: GRPO mean reward per step ({len(run.rewards)} steps, seed {seed})"
+    draw_reward_curve(curves, output / "reward_curve.png", chance, title)
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    control_words = f", blank control {control_reward:.2f}" if control_reward is not None else ""
     logger.info(
-        "Done: reward %.2f -> %.2f over %d steps in %.0f s (chance %.2f). Wrote %s and %s.",
-        summary["start_reward"], summary["final_reward"], summary["steps"], summary["seconds"], chance,
-        output / "reward_curve.png", output / "summary.json",
+        "Done: reward %.2f -> %.2f over %d steps (chance %.2f%s) in %.0f s. Wrote %s and %s.",
+        summary["start_reward"], summary["final_reward"], summary["steps"], chance, control_words,
+        summary["seconds"], output / "reward_curve.png", output / "summary.json",
     )  # fmt: skip
+    if broken:
+        logger.error("Promise NOT met (reward >= %.2f, control within %.2f of chance): %s.", PROMISED_REWARD,
+                     CONTROL_TOLERANCE, "; ".join(broken))  # fmt: skip
+    else:
+        logger.info("Promise met: the reward rose from chance to >= %.2f%s.", PROMISED_REWARD,
+                    " and the blank control stayed at chance" if control else "")  # fmt: skip
     return summary
 
 

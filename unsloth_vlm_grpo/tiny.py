@@ -90,12 +90,13 @@ def _qwen_tokenizer():
 
 
 def qwen_processor(family: str, image_size: int):
-    """A Qwen2-VL / Qwen2.5-VL processor with a tiny trained tokenizer; images become ``image_size`` squared."""
+    """A Qwen2-VL / Qwen2.5-VL processor with a tiny trained tokenizer."""
     from transformers import Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
     tokenizer = _qwen_tokenizer()
-    pixels = image_size * image_size
-    image_processor = Qwen2VLImageProcessor(min_pixels=pixels, max_pixels=pixels)
+    # Up to four times the pixels of an ``image_size`` square: larger images get more image tokens, as with the
+    # released checkpoints (min 56x56, max about 3584x3584).
+    image_processor = Qwen2VLImageProcessor(min_pixels=image_size * image_size, max_pixels=4 * image_size * image_size)
     processor_class = Qwen2VLProcessor if family == "qwen2_vl" else Qwen2_5_VLProcessor
     return processor_class(image_processor, tokenizer, Qwen2VLVideoProcessor(), chat_template=_QWEN_CHAT_TEMPLATE)
 
@@ -245,10 +246,10 @@ def _qwen3_vl(image_size: int):
 
     tokenizer = _qwen_tokenizer()
     # Qwen3-VL's patches are 16 px and merge 2x2: sides round to multiples of 32, so a 56 px image becomes
-    # 64x64, i.e. 4 image tokens.
+    # 64x64, i.e. 4 image tokens; larger images (up to four times the pixels) get more.
     side = max(32, round(image_size / 32) * 32)
     image_processor = Qwen2VLImageProcessor(
-        patch_size=16, merge_size=2, size={"shortest_edge": side * side, "longest_edge": side * side}
+        patch_size=16, merge_size=2, size={"shortest_edge": side * side, "longest_edge": 4 * side * side}
     )
     video_processor = Qwen3VLVideoProcessor()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}

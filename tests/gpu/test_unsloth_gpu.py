@@ -124,3 +124,26 @@ def test_reward_stays_at_chance_with_blank_images_under_unsloth(family, tmp_path
                         str(settings["learning_rate"])], tmp_path, timeout=settings["timeout"])  # fmt: skip
     _log_curve(family, "blank", result)
     assert abs(result["last_20"] - CHANCE) < 0.15, result["rewards"][-20:]
+
+
+ALIGNMENT_PROBE = str(ROOT / "tests" / "probes" / "unsloth_padding_alignment.py")
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
+def test_rows_of_different_lengths_score_as_if_alone_under_unsloth(family, tmp_path):
+    """FastVisionModel's processor as returned (Unsloth's trainer sets right padding), questions of different
+    lengths and images of several sizes in one batch: each row scores as if alone, and training runs."""
+    result = run_probe([ALIGNMENT_PROBE, family, "patched"], tmp_path, timeout=900)
+    logging.getLogger(__name__).info("%s alignment: %s", family, result)
+    assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
+    assert result["padding_side_after_init"] == result["padding_side_after_batch"] == "right"
+    assert result["rows_alone"] == "equal"
+    assert result["outcome"] == "trained" and result["steps_done"] == 3
+
+
+def test_without_left_padded_image_fields_unsloth_misaligns_gemma3(tmp_path):
+    """The control: the same Gemma 3 batch with the patch excluded has misaligned ``token_type_ids``. (Qwen2.5-VL
+    under Unsloth scored aligned without the patch on the H200, 2026-12-02, so it has no control here.)"""
+    result = run_probe([ALIGNMENT_PROBE, "gemma3", "excluded"], tmp_path, timeout=900)
+    logging.getLogger(__name__).info("gemma3 alignment control: %s", result)
+    assert result["rows_alone"] == "AssertionError: token_type_ids misaligned with the image tokens"

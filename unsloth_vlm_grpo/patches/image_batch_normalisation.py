@@ -18,8 +18,9 @@ move ``carry_into_batch`` to a patch of its own first).
 from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
-from .._images import check_row, load_image, row_images, to_rgb
+from .._images import ImageInputError, check_row, load_image, naming_the_row, row_images, to_rgb
 from .._mllama_scoring import carry_into_batch
+from .._rows import describe_trainer_rows
 
 
 def normalise_row(row: dict) -> dict:
@@ -33,14 +34,24 @@ def normalise_row(row: dict) -> dict:
     return {**row, "images": converted}
 
 
+def _normalised(trainer, rows: list[dict]) -> list[dict]:
+    converted = []
+    for row in rows:
+        try:
+            converted.append(normalise_row(row))
+        except ImageInputError as error:
+            raise naming_the_row(error, describe_trainer_rows(trainer, [row])) from error
+    return converted
+
+
 def _normalise_then_generate(wrapped, trainer, args, kwargs):
     if not getattr(trainer, "_is_vlm", False):
         return wrapped(*args, **kwargs)
     if args:
-        rows = [normalise_row(row) for row in args[0]]
+        rows = _normalised(trainer, args[0])
         args = (rows, *args[1:])
     else:
-        rows = [normalise_row(row) for row in kwargs["inputs"]]
+        rows = _normalised(trainer, kwargs["inputs"])
         kwargs = {**kwargs, "inputs": rows}
     output = wrapped(*args, **kwargs)
     # The engine allows one wrapper per target: per_sample_image_scoring's part of this method runs here.

@@ -20,15 +20,9 @@ import logging
 import torch
 
 from .._engine import GRPOTrainerMethod, Patch
-from .._rows import describe_batch_rows
+from .._rows import describe_trainer_rows
 
 logger = logging.getLogger("unsloth_vlm_grpo")
-
-
-def _rows_of_batch(trainer, inputs) -> str:
-    evaluating = not trainer.model.training and trainer.eval_dataset is not None
-    dataset = trainer.eval_dataset if evaluating else trainer.train_dataset
-    return describe_batch_rows(trainer, dataset, [example.get("prompt") for example in inputs])
 
 
 def _local_rows_without_reward(trainer, rewards_per_func: torch.Tensor, batch_size: int) -> list[int]:
@@ -43,14 +37,14 @@ def _calculate_rewards_naming_rows(wrapped, trainer, args, kwargs):
     try:
         rewards_per_func = wrapped(*args, **kwargs)
     except Exception as error:
-        rows = _rows_of_batch(trainer, inputs)
+        rows = describe_trainer_rows(trainer, inputs)
         if isinstance(error, ValueError) and "rewards, but" in str(error):  # TRL's wrong-count error
             raise ValueError(f"{error} This batch holds {rows}.") from error
         error.add_note(f"unsloth_vlm_grpo: this batch holds {rows}")
         raise
     empty = _local_rows_without_reward(trainer, rewards_per_func, len(inputs))
     if empty:
-        rows = _rows_of_batch(trainer, [inputs[position] for position in empty])
+        rows = describe_trainer_rows(trainer, [inputs[position] for position in empty])
         logger.warning(
             "Every reward function returned None/NaN for %d completion(s) of %s; those completions get no "
             "reward signal. Check the reward functions on these rows.",
