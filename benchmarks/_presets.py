@@ -44,22 +44,45 @@ def _qwen2_5_vl_3b():
     processor = tiny.qwen_processor("qwen2_5_vl", PRESETS["qwen2_5_vl_3b"].image_size)
     token = processor.tokenizer.convert_tokens_to_ids
     text = dict(
-        vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-        num_key_value_heads=2, max_position_embeddings=128000, rms_norm_eps=1e-6, max_window_layers=70,
+        vocab_size=151936,
+        hidden_size=2048,
+        intermediate_size=11008,
+        num_hidden_layers=36,
+        num_attention_heads=16,
+        num_key_value_heads=2,
+        max_position_embeddings=128000,
+        rms_norm_eps=1e-6,
+        max_window_layers=70,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
-        bos_token_id=None, eos_token_id=token("<|im_end|>"), pad_token_id=token("<|endoftext|>"),
+        bos_token_id=None,
+        eos_token_id=token("<|im_end|>"),
+        pad_token_id=token("<|endoftext|>"),
         tie_word_embeddings=True,
-    )  # fmt: skip
+    )
     vision = dict(
-        depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048, patch_size=14,
-        spatial_merge_size=2, temporal_patch_size=2, window_size=112, fullatt_block_indexes=[7, 15, 23, 31],
-        tokens_per_second=2, hidden_act="silu", in_channels=3,
-    )  # fmt: skip
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        out_hidden_size=2048,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        tokens_per_second=2,
+        hidden_act="silu",
+        in_channels=3,
+    )
     config = Qwen2_5_VLConfig(
-        text_config=text, vision_config=vision, image_token_id=token("<|image_pad|>"),
-        video_token_id=token("<|video_pad|>"), vision_start_token_id=token("<|vision_start|>"),
-        vision_end_token_id=token("<|vision_end|>"), tie_word_embeddings=True,
-    )  # fmt: skip
+        text_config=text,
+        vision_config=vision,
+        image_token_id=token("<|image_pad|>"),
+        video_token_id=token("<|video_pad|>"),
+        vision_start_token_id=token("<|vision_start|>"),
+        vision_end_token_id=token("<|vision_end|>"),
+        tie_word_embeddings=True,
+    )
     return Qwen2_5_VLForConditionalGeneration, config, processor
 
 
@@ -72,18 +95,38 @@ def _gemma3_4b():
     processor = tiny.gemma3_processor(PRESETS["gemma3_4b"].image_size, mm_tokens_per_image=256)
     token = processor.tokenizer.convert_tokens_to_ids
     text = dict(
-        vocab_size=262208, hidden_size=2560, intermediate_size=10240, num_hidden_layers=34, num_attention_heads=8,
-        num_key_value_heads=4, head_dim=256, query_pre_attn_scalar=256, sliding_window=1024,
-        max_position_embeddings=131072, bos_token_id=token("<bos>"), pad_token_id=token("<pad>"),
+        vocab_size=262208,
+        hidden_size=2560,
+        intermediate_size=10240,
+        num_hidden_layers=34,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        head_dim=256,
+        query_pre_attn_scalar=256,
+        sliding_window=1024,
+        max_position_embeddings=131072,
+        bos_token_id=token("<bos>"),
+        pad_token_id=token("<pad>"),
         eos_token_id=[token("<end_of_turn>"), token("<eos>")],
-    )  # fmt: skip
-    vision = dict(hidden_size=1152, intermediate_size=4304, num_hidden_layers=27, num_attention_heads=16,
-                  image_size=896, patch_size=14, vision_use_head=False)  # fmt: skip
+    )
+    vision = dict(
+        hidden_size=1152,
+        intermediate_size=4304,
+        num_hidden_layers=27,
+        num_attention_heads=16,
+        image_size=896,
+        patch_size=14,
+        vision_use_head=False,
+    )
     config = Gemma3Config(
-        text_config=text, vision_config=vision, mm_tokens_per_image=256, boi_token_index=token("<start_of_image>"),
-        eoi_token_index=token("<end_of_image>"), image_token_index=token("<image_soft_token>"),
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=256,
+        boi_token_index=token("<start_of_image>"),
+        eoi_token_index=token("<end_of_image>"),
+        image_token_index=token("<image_soft_token>"),
         tie_word_embeddings=True,
-    )  # fmt: skip
+    )
     return Gemma3ForConditionalGeneration, config, processor
 
 
@@ -114,7 +157,7 @@ def build(preset: Preset, device: str | torch.device):
     finally:
         torch.set_default_dtype(previous_dtype)
     if preset.family == "gemma3" and str(device) != "meta":
-        # Gemma 3 zero-initialises this projection, which would cut the image path (../shared/FINDINGS.md).
+        # Gemma 3 zero-initialises this projection, which would cut the image path.
         with torch.no_grad():
             model.model.multi_modal_projector.mm_input_projection_weight.normal_(0.0, 0.02)
     return model, processor

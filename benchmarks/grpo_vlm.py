@@ -56,9 +56,13 @@ def parse_args(argv=None):
     parser.add_argument("--bandwidth", type=float, default=None, help="memory bandwidth, bytes/s (default: by GPU)")
     parser.add_argument("--peak-flops", type=float, default=PEAK_BF16_FLOPS, help="bf16 FLOP/s for the floor")
     parser.add_argument("--count-params", action="store_true", help="print the preset's parameter count and exit")
-    parser.add_argument("--combine", nargs="+", metavar="JSON",
-                        help="no run: one report from saved results.json / results_partial.json files of earlier runs "
-                        "(same machine and settings; the first full results.json gives the model and versions)")
+    parser.add_argument(
+        "--combine",
+        nargs="+",
+        metavar="JSON",
+        help="no run: one report from saved results.json / results_partial.json files of earlier runs "
+        "(same machine and settings; the first full results.json gives the model and versions)",
+    )
     parser.add_argument("--child", choices=(*CONFIGS, "build"), help=argparse.SUPPRESS)
     parser.add_argument("--model-dir", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -157,8 +161,11 @@ def _load_plain(args, meta):
     head = model.get_output_embeddings()
     # Unsloth targets every linear layer of vision and language blocks; Qwen's vision merger (two linears
     # outside the blocks) and the LM head are not targeted (checked against unsloth_zoo.get_peft_regex).
-    targets = [name for name, module in model.named_modules()
-               if isinstance(module, torch.nn.Linear) and module is not head and ".merger." not in name]  # fmt: skip
+    targets = [
+        name
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not head and ".merger." not in name
+    ]
     torch.manual_seed(args.seed)
     config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0, target_modules=targets)
     return get_peft_model(model, config), processor
@@ -178,10 +185,18 @@ def _load_unsloth(args, config_name: str):
         args.model_dir, load_in_4bit=config_name == "d", dtype=torch.bfloat16, full_finetuning=False
     )
     model = FastVisionModel.get_peft_model(
-        model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
-        finetune_mlp_modules=True, r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0, bias="none",
-        random_state=args.seed, use_gradient_checkpointing="unsloth",
-    )  # fmt: skip
+        model,
+        finetune_vision_layers=True,
+        finetune_language_layers=True,
+        finetune_attention_modules=True,
+        finetune_mlp_modules=True,
+        r=args.lora_rank,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=0.0,
+        bias="none",
+        random_state=args.seed,
+        use_gradient_checkpointing="unsloth",
+    )
     return model, processor
 
 
@@ -190,19 +205,49 @@ def _grpo_config(args, meta, output_dir: str):
 
     generation_kwargs = {"min_new_tokens": args.completion_length, "suppress_tokens": meta["suppress_tokens"]}
     return GRPOConfig(
-        output_dir=output_dir, per_device_train_batch_size=args.batch_size, num_generations=args.num_generations,
-        gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=args.completion_length,
-        generation_kwargs=generation_kwargs, max_steps=args.warmup_steps + args.measured_steps,
-        learning_rate=args.learning_rate, lr_scheduler_type="constant", warmup_steps=0, beta=0.0,
-        optim="adamw_torch", bf16=True, gradient_checkpointing=True, temperature=1.0, use_vllm=False,
-        seed=args.seed, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
+        output_dir=output_dir,
+        per_device_train_batch_size=args.batch_size,
+        num_generations=args.num_generations,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        max_completion_length=args.completion_length,
+        generation_kwargs=generation_kwargs,
+        max_steps=args.warmup_steps + args.measured_steps,
+        learning_rate=args.learning_rate,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
+        beta=0.0,
+        optim="adamw_torch",
+        bf16=True,
+        gradient_checkpointing=True,
+        temperature=1.0,
+        use_vllm=False,
+        seed=args.seed,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        disable_tqdm=True,
         use_cpu=args.device == "cpu",
-    )  # fmt: skip
+    )
 
 
-_CHECKED_ARGS = ("per_device_train_batch_size", "num_generations", "gradient_accumulation_steps",
-                 "steps_per_generation", "max_completion_length", "generation_kwargs", "learning_rate", "beta",
-                 "optim", "bf16", "gradient_checkpointing", "temperature", "seed", "max_steps", "loss_type")  # fmt: skip
+_CHECKED_ARGS = (
+    "per_device_train_batch_size",
+    "num_generations",
+    "gradient_accumulation_steps",
+    "steps_per_generation",
+    "max_completion_length",
+    "generation_kwargs",
+    "learning_rate",
+    "beta",
+    "optim",
+    "bf16",
+    "gradient_checkpointing",
+    "temperature",
+    "seed",
+    "max_steps",
+    "loss_type",
+)
 
 
 def run_child(args) -> dict:
@@ -221,10 +266,12 @@ def run_child(args) -> dict:
         result["trainable_parameters"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
         rows = (args.warmup_steps + args.measured_steps) * max(1, args.batch_size // args.num_generations)
         trainer = GRPOTrainer(
-            model=model, processing_class=processor, reward_funcs=distinct_tokens_reward,
+            model=model,
+            processing_class=processor,
+            reward_funcs=distinct_tokens_reward,
             args=_grpo_config(args, meta, str(Path.cwd() / "trainer_output")),
             train_dataset=_noise_dataset(rows, meta["image_size"], args.seed),
-        )  # fmt: skip
+        )
         result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
         result["args"] = {name: getattr(trainer.args, name, None) for name in _CHECKED_ARGS}
         timings = {name: {} for name in ("_generate", "_generate_single_turn", "_generate_and_score_completions")}
@@ -276,9 +323,14 @@ def run_child(args) -> dict:
 
 
 def _child_env(args, workdir: Path) -> dict[str, str]:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
-           "UNSLOTH_COMPILE_LOCATION": str(workdir / "unsloth_compiled_cache"),
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}  # fmt: skip
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "PYTHONUNBUFFERED": "1",
+        "UNSLOTH_COMPILE_LOCATION": str(workdir / "unsloth_compiled_cache"),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
     if args.device == "cpu":
         env["TRITON_INTERPRET"] = "1"  # TRL's fused log-prob kernel is Triton; config a stays unpatched
     return env
@@ -287,12 +339,29 @@ def _child_env(args, workdir: Path) -> dict[str, str]:
 def _run_subprocess(args, child: str, workdir: Path, log_path: Path, extra: list[str]) -> dict:
     """Run ``--child CHILD``; its RESULT, or a crash/timeout row with the error found in its output."""
     workdir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(Path(__file__).resolve()), *args.argv, "--cache-dir", args.cache_dir,
-               "--device", args.device, "--child", child, *extra]  # fmt: skip
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *args.argv,
+        "--cache-dir",
+        args.cache_dir,
+        "--device",
+        args.device,
+        "--child",
+        child,
+        *extra,
+    ]
     started = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, cwd=workdir, env=_child_env(args, workdir), stdout=subprocess.PIPE,
-                                   stderr=log, text=True, start_new_session=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            cwd=workdir,
+            env=_child_env(args, workdir),
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            start_new_session=True,
+        )
         try:
             stdout, _ = process.communicate(timeout=args.timeout)
         except subprocess.TimeoutExpired:
@@ -308,8 +377,12 @@ def _run_subprocess(args, child: str, workdir: Path, log_path: Path, extra: list
             return result
     lines = [line for line in log_path.read_text().splitlines() if line.strip()]
     errors = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
-    return {"config": child, "status": "crashed", "error": (errors or lines or ["no output"])[-1][:600],
-            "returncode": process.returncode}  # fmt: skip
+    return {
+        "config": child,
+        "status": "crashed",
+        "error": (errors or lines or ["no output"])[-1][:600],
+        "returncode": process.returncode,
+    }
 
 
 def _ensure_model(args, scratch: Path) -> dict:
@@ -325,8 +398,13 @@ def _ensure_model(args, scratch: Path) -> dict:
 
 
 # Flags of this script -> the trainer argument each run recorded; the report is worded from the flags.
-COMBINE_SETTINGS = {"batch_size": "per_device_train_batch_size", "num_generations": "num_generations",
-                    "completion_length": "max_completion_length", "learning_rate": "learning_rate", "seed": "seed"}
+COMBINE_SETTINGS = {
+    "batch_size": "per_device_train_batch_size",
+    "num_generations": "num_generations",
+    "completion_length": "max_completion_length",
+    "learning_rate": "learning_rate",
+    "seed": "seed",
+}
 
 
 def combine(args) -> int:
@@ -345,9 +423,11 @@ def combine(args) -> int:
     for flag, key in COMBINE_SETTINGS.items():
         for result in ran:
             if result["args"][key] != getattr(args, flag):
-                raise SystemExit(f"--combine: configuration {result['config']} ran with {key}={result['args'][key]}, "
-                                 f"this command says --{flag.replace('_', '-')} {getattr(args, flag)}; pass the runs' "
-                                 "settings")  # fmt: skip
+                raise SystemExit(
+                    f"--combine: configuration {result['config']} ran with {key}={result['args'][key]}, "
+                    f"this command says --{flag.replace('_', '-')} {getattr(args, flag)}; pass the runs' "
+                    "settings"
+                )
     counts = {(len(r["warmup_seconds"]), len(r["steps"])) for r in ran}
     if len(counts) > 1:
         raise SystemExit(f"--combine: the runs used different warm-up/measured step counts {sorted(counts)}")

@@ -23,8 +23,9 @@ def alone_logps(trainer, row, completion_ids) -> tuple[torch.Tensor, torch.Tenso
             fields[key] = torch.cat([fields[key], fields[key].new_zeros(completion.shape)], dim=1)
     if "cross_attention_mask" in fields:  # mllama: completion tokens see the images the prompt's last token sees
         last = fields["cross_attention_mask"][:, -1:]
-        fields["cross_attention_mask"] = torch.cat([fields["cross_attention_mask"], last.expand(
-            -1, completion.size(1), *last.shape[2:])], dim=1)  # fmt: skip
+        fields["cross_attention_mask"] = torch.cat(
+            [fields["cross_attention_mask"], last.expand(-1, completion.size(1), *last.shape[2:])], dim=1
+        )
     input_ids = torch.cat([encoded["input_ids"], completion], dim=1)
     with torch.no_grad():
         logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **fields).logits
@@ -52,4 +53,6 @@ def check_rows_score_as_if_alone(trainer, dataset, tolerance: float = 1e-4) -> N
         alone, alone_prompt = alone_logps(trainer, row, completion)
         assert torch.equal(prompt_ids[position][prompt_mask[position]], alone_prompt), f"row {position}: prompt ids"
         batched = output["old_per_token_logps"][position][: completion.numel()]
-        torch.testing.assert_close(batched, alone, atol=tolerance, rtol=tolerance, msg=lambda m, p=position: f"row {p}: {m}")
+        torch.testing.assert_close(
+            batched, alone, atol=tolerance, rtol=tolerance, msg=lambda m, p=position: f"row {p}: {m}"
+        )

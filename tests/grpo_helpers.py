@@ -31,10 +31,19 @@ def grpo_config(output_dir, **overrides):
     from trl import GRPOConfig
 
     settings = dict(
-        output_dir=str(output_dir), per_device_train_batch_size=4, num_generations=4, max_completion_length=8,
-        max_steps=2, report_to="none", bf16=False, logging_steps=1, learning_rate=1e-3, save_strategy="no",
-        seed=0, gradient_accumulation_steps=1,
-    )  # fmt: skip
+        output_dir=str(output_dir),
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=8,
+        max_steps=2,
+        report_to="none",
+        bf16=False,
+        logging_steps=1,
+        learning_rate=1e-3,
+        save_strategy="no",
+        seed=0,
+        gradient_accumulation_steps=1,
+    )
     settings.update(overrides)
     return GRPOConfig(**settings)
 
@@ -59,7 +68,7 @@ VARIED_QUESTIONS = (
 VARIED_SIZES = ((56, 56), (112, 56), (56, 112), (84, 140))
 
 
-def varied_image(rgb, size) -> "Image.Image":
+def varied_image(rgb, size):
     from PIL import Image
 
     return Image.new("RGB", size, rgb)

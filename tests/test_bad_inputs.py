@@ -9,9 +9,10 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
 from unsloth_vlm_grpo import ImageInputError
 from unsloth_vlm_grpo._images import load_image
+
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
 
 
 @pytest.fixture(autouse=True)
@@ -29,28 +30,54 @@ def _expect_failure_before_training(trainer, message):
 
 def test_tokenizer_instead_of_processor(tiny_factory, tmp_path):
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor.tokenizer,
-                          reward_funcs=distinct_characters_reward, args=grpo_config(tmp_path),
-                          train_dataset=colour_dataset())
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor.tokenizer,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path),
+        train_dataset=colour_dataset(),
+    )
     _expect_failure_before_training(trainer, "dataset row 0 has an image, but processing_class is a .*not a processor")
 
 
 def test_text_only_model_with_an_image_dataset(tiny_factory, tmp_path):
     tiny = tiny_factory("qwen2_5_vl")
     tokenizer = tiny.processor.tokenizer
-    text_model = Qwen2ForCausalLM(Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-        num_key_value_heads=1, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))  # fmt: skip
-    trainer = GRPOTrainer(model=text_model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path), train_dataset=colour_dataset())
+    text_model = Qwen2ForCausalLM(
+        Qwen2Config(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            num_key_value_heads=1,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    trainer = GRPOTrainer(
+        model=text_model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path),
+        train_dataset=colour_dataset(),
+    )
     _expect_failure_before_training(trainer, r"dataset row 0 has an image, but the model \(qwen2\) has no vision tower")
 
 
 def test_processor_of_another_family(tiny_factory, tmp_path):
     qwen, gemma = tiny_factory("qwen2_5_vl"), tiny_factory("gemma3")
-    trainer = GRPOTrainer(model=qwen.model, processing_class=gemma.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path), train_dataset=colour_dataset())
-    _expect_failure_before_training(trainer, r"processor \(Gemma3Processor\) does not belong to the model \(qwen2_5_vl, which uses Qwen2_5_VLProcessor\)")
+    trainer = GRPOTrainer(
+        model=qwen.model,
+        processing_class=gemma.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path),
+        train_dataset=colour_dataset(),
+    )
+    _expect_failure_before_training(
+        trainer,
+        r"processor \(Gemma3Processor\) does not belong to the model \(qwen2_5_vl, which uses Qwen2_5_VLProcessor\)",
+    )
 
 
 def test_image_too_large_for_pillow_names_the_limit(monkeypatch):
@@ -67,11 +94,17 @@ def _numbered_rows(count: int = 6):
 
     from unsloth_vlm_grpo.tiny import solid_image
 
-    return Dataset.from_list([
-        {"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"Row {row}: colour?"}]}],
-         "image": solid_image((40 * row, 0, 0))}
-        for row in range(count)
-    ])  # fmt: skip
+    return Dataset.from_list(
+        [
+            {
+                "prompt": [
+                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": f"Row {row}: colour?"}]}
+                ],
+                "image": solid_image((40 * row, 0, 0)),
+            }
+            for row in range(count)
+        ]
+    )
 
 
 def _row_of(prompt) -> int:
@@ -81,8 +114,13 @@ def _row_of(prompt) -> int:
 
 def _reward_trainer(tiny, reward, tmp_path):
     args = grpo_config(tmp_path, per_device_train_batch_size=8, num_generations=4, max_steps=1, max_completion_length=4)
-    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=reward, args=args,
-                       train_dataset=_numbered_rows())
+    return GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=reward,
+        args=args,
+        train_dataset=_numbered_rows(),
+    )
 
 
 def test_wrong_number_of_rewards_keeps_trls_error_and_names_the_rows(tiny_factory, tmp_path):
@@ -129,18 +167,26 @@ def test_no_reward_for_a_row_warns_with_its_index_and_training_goes_on(tiny_fact
     messages = [record.getMessage() for record in caplog.records]
     assert any("All reward functions returned None" in message for message in messages)  # TRL's own
     ours = [message for message in messages if message.startswith("Every reward function returned None/NaN")]
-    assert ours == [f"Every reward function returned None/NaN for 4 completion(s) of dataset row {skipped[0]}; "
-                    "those completions get no reward signal. Check the reward functions on these rows."]
+    assert ours == [
+        f"Every reward function returned None/NaN for 4 completion(s) of dataset row {skipped[0]}; "
+        "those completions get no reward signal. Check the reward functions on these rows."
+    ]
 
 
 def test_rows_sharing_a_prompt_are_named_as_a_group(tiny_factory, tmp_path):
     """colour_dataset repeats one question over every row (only the image differs): rows cannot be told apart."""
+
     def one_short(completions, **kwargs):
         return [1.0] * (len(completions) - 1)
 
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=one_short,
-                          args=grpo_config(tmp_path, max_steps=1), train_dataset=colour_dataset(rows=8))
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=one_short,
+        args=grpo_config(tmp_path, max_steps=1),
+        train_dataset=colour_dataset(rows=8),
+    )
     with pytest.raises(ValueError, match="returned 3 rewards, but 4 were expected") as caught:
         trainer.train()
     assert str(caught.value).endswith(

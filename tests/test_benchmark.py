@@ -13,11 +13,35 @@ SCRIPT = str(ROOT / "benchmarks" / "grpo_vlm.py")
 
 def test_benchmark_tiny_plain_trl_on_cpu(tmp_path):
     process = run_python(
-        [SCRIPT, "--model", "tiny-qwen2_5_vl", "--configs", "a,c", "--device", "cpu", "--batch-size", "4",
-         "--num-generations", "4", "--completion-length", "8", "--warmup-steps", "1", "--measured-steps", "1",
-         "--cache-dir", str(tmp_path / "models"), "--output-dir", str(tmp_path / "out"), "--bandwidth", "1e11"],
-        tmp_path, env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}, timeout=300,
-    )  # fmt: skip
+        [
+            SCRIPT,
+            "--model",
+            "tiny-qwen2_5_vl",
+            "--configs",
+            "a,c",
+            "--device",
+            "cpu",
+            "--batch-size",
+            "4",
+            "--num-generations",
+            "4",
+            "--completion-length",
+            "8",
+            "--warmup-steps",
+            "1",
+            "--measured-steps",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "models"),
+            "--output-dir",
+            str(tmp_path / "out"),
+            "--bandwidth",
+            "1e11",
+        ],
+        tmp_path,
+        env={"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"},
+        timeout=300,
+    )
     assert process.returncode == 0, process.stdout[-3000:] + process.stderr[-3000:]
     report = json.loads((tmp_path / "out" / "results.json").read_text())
     plain, patched = report["results"]
@@ -36,8 +60,17 @@ def test_benchmark_tiny_plain_trl_on_cpu(tmp_path):
     assert "| (a) TRL + PEFT bf16 LoRA (no Unsloth) | ok |" in markdown and markdown in process.stdout
     # --combine (runs split over several calls) refuses settings other than the runs', and reports the
     # step counts the runs used, not its own defaults.
-    combine = [SCRIPT, "--model", "tiny-qwen2_5_vl", "--combine", str(tmp_path / "out" / "results.json"),
-               "--output-dir", str(tmp_path / "combined"), "--bandwidth", "1e11"]  # fmt: skip
+    combine = [
+        SCRIPT,
+        "--model",
+        "tiny-qwen2_5_vl",
+        "--combine",
+        str(tmp_path / "out" / "results.json"),
+        "--output-dir",
+        str(tmp_path / "combined"),
+        "--bandwidth",
+        "1e11",
+    ]
     refused = run_python(combine, tmp_path, timeout=120)
     assert refused.returncode != 0 and "ran with per_device_train_batch_size=4" in refused.stderr, refused.stderr
     settings = ["--batch-size", "4", "--num-generations", "4", "--completion-length", "8"]
@@ -46,7 +79,9 @@ def test_benchmark_tiny_plain_trl_on_cpu(tmp_path):
     assert "warm-up 1 + measured 1 steps" in (tmp_path / "combined" / "results.md").read_text()
 
 
-@pytest.mark.parametrize(("preset", "total", "vision"), [("qwen2_5_vl_3b", 3.75e9, 0.67e9), ("gemma3_4b", 4.30e9, 0.42e9)])
+@pytest.mark.parametrize(
+    ("preset", "total", "vision"), [("qwen2_5_vl_3b", 3.75e9, 0.67e9), ("gemma3_4b", 4.30e9, 0.42e9)]
+)
 def test_presets_have_the_released_models_sizes(preset, total, vision, monkeypatch):
     """Built on the meta device (no weights): the shapes give the released checkpoints' parameter counts
     (Qwen2.5-VL-3B-Instruct 3.75B, of which the vision tower and merger 0.67B; gemma-3-4b-it 4.30B, of

@@ -5,12 +5,13 @@ import os
 
 import pytest
 from datasets import Dataset, concatenate_datasets
-from grpo_helpers import distinct_characters_reward, grpo_config
 from PIL import Image
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
 from unsloth_vlm_grpo import ImageInputError
+
+from grpo_helpers import distinct_characters_reward, grpo_config
 
 BROKEN = 1  # the row of the original dataset whose image file is missing
 
@@ -39,8 +40,13 @@ def dataset(tmp_path) -> Dataset:
 
 def _trainer(tiny_factory, tmp_path, train_dataset):
     tiny = tiny_factory("qwen2_5_vl")
-    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                       args=grpo_config(tmp_path / "out", max_steps=1), train_dataset=train_dataset)  # fmt: skip
+    return GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path / "out", max_steps=1),
+        train_dataset=train_dataset,
+    )
 
 
 def _position_of_broken(view) -> int:

@@ -22,8 +22,15 @@ PROBE = str(ROOT / "tests" / "probes" / "ddp_grpo.py")
 CONFIG = str(ROOT / "accelerate_configs" / "ddp_2gpu.yaml")  # the README's config (2 processes, MULTI_GPU)
 STEPS, GLOBAL_BATCH, GENERATIONS, WORLD = 3, 16, 4, 2
 LAUNCH = [
-    "-m", "accelerate.commands.launch", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-]  # fmt: skip
+    "-m",
+    "accelerate.commands.launch",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "no",
+    "--dynamo_backend",
+    "no",
+]
 PROBE_ARGS = ["--steps", str(STEPS), "--global-batch", str(GLOBAL_BATCH), "--num-generations", str(GENERATIONS)]
 ENV = {"OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}  # a CPU test on GPU machines too
 

@@ -4,15 +4,17 @@ tests/test_learning.py covers the other families.)"""
 
 import json
 
-from conftest import run_python
 from PIL import Image
 
 from unsloth_vlm_grpo.demo import CONTROL_TOLERANCE, PROMISED_REWARD
 
+from conftest import run_python
+
 
 def test_default_demo_keeps_its_promise(tmp_path):
-    process = run_python(["-m", "unsloth_vlm_grpo", "demo", "--output-dir", str(tmp_path / "out")], tmp_path,
-                         timeout=900)  # fmt: skip
+    process = run_python(
+        ["-m", "unsloth_vlm_grpo", "demo", "--output-dir", str(tmp_path / "out")], tmp_path, timeout=900
+    )
     output = process.stdout + process.stderr
     assert process.returncode == 0, output[-4000:]
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())

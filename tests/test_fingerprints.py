@@ -4,10 +4,16 @@ the patch to re-verify."""
 
 import pytest
 
-from conftest import ROOT, run_probe
+from unsloth_vlm_grpo._engine import FOLLOW_UNSLOTH_TRAINER
 from unsloth_vlm_grpo.patches import ALL_PATCHES
 
-DECLARED = [(patch.name, label, value) for patch in ALL_PATCHES for label, value in patch.fingerprints.items()]
+from conftest import ROOT, run_probe
+
+DECLARED = [
+    (patch.name, label, value)
+    for patch in (FOLLOW_UNSLOTH_TRAINER, *ALL_PATCHES)
+    for label, value in patch.fingerprints.items()
+]
 
 
 @pytest.fixture(scope="module")

@@ -8,11 +8,15 @@ from peft import LoraConfig
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses
 from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, solid_image
 
+from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses
+
 OPTIONS = {
-    **{f"loss_type={name}": {"loss_type": name} for name in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo")},
+    **{
+        f"loss_type={name}": {"loss_type": name}
+        for name in ("grpo", "bnpo", "dr_grpo", "dapo", "cispo", "sapo", "vespo")
+    },
     "loss_type=luspo+sequence": {"loss_type": "luspo", "importance_sampling_level": "sequence"},
     "importance_sampling_level=sequence": {"loss_type": "grpo", "importance_sampling_level": "sequence"},
     "beta=0.1": {"beta": 0.1},
@@ -20,7 +24,7 @@ OPTIONS = {
     "steps_per_generation=2": {"steps_per_generation": 2},
     "gradient_accumulation_steps=2": {"gradient_accumulation_steps": 2},
     "gradient_checkpointing=False": {"gradient_checkpointing": False},
-}  # fmt: skip
+}
 
 VISION_AND_LANGUAGE_LORA = LoraConfig(
     r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
@@ -54,17 +58,27 @@ def test_option_trains_with_images(option, tiny_factory, tmp_path):
         # Without PEFT, TRL loads the reference model from the policy's path: give it one.
         model.save_pretrained(tmp_path / "policy")
         model = type(model).from_pretrained(tmp_path / "policy")
-    trainer = GRPOTrainer(model=model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path, **OPTIONS[option]), train_dataset=colour_dataset())
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path, **OPTIONS[option]),
+        train_dataset=colour_dataset(),
+    )
     _train_and_check(trainer, model)
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
 def test_peft_lora_with_reference_model_via_disabled_adapter(family, tiny_factory, tmp_path):
     tiny = tiny_factory(family)
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path, beta=0.1, learning_rate=1e-2), train_dataset=colour_dataset(),
-                          peft_config=VISION_AND_LANGUAGE_LORA)
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path, beta=0.1, learning_rate=1e-2),
+        train_dataset=colour_dataset(),
+        peft_config=VISION_AND_LANGUAGE_LORA,
+    )
     assert trainer.ref_model is None  # PEFT: the reference pass runs the same model with the adapter disabled
     lora_names = [name for name, p in trainer.model.named_parameters() if p.requires_grad]
     assert any("visual" in name or "vision" in name for name in lora_names)
@@ -79,9 +93,14 @@ def test_multi_image_rows_and_reward_sees_every_column(tiny_factory, tmp_path):
     for index in range(8):
         first, second = names[index % 4], names[(index + 1) % 4]
         content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "Which colours?"}]
-        rows.append({"prompt": [{"role": "user", "content": content}],
-                     "images": [solid_image(COLOURS[first]), solid_image(COLOURS[second])],
-                     "answer": f"{first} {second}", "row_id": index})  # fmt: skip
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": content}],
+                "images": [solid_image(COLOURS[first]), solid_image(COLOURS[second])],
+                "answer": f"{first} {second}",
+                "row_id": index,
+            }
+        )
     seen = {}
 
     def reward(completions, answer, row_id, images=None, **kwargs):
@@ -89,8 +108,13 @@ def test_multi_image_rows_and_reward_sees_every_column(tiny_factory, tmp_path):
         return distinct_characters_reward(completions)
 
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=reward,
-                          args=grpo_config(tmp_path), train_dataset=Dataset.from_list(rows))
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=reward,
+        args=grpo_config(tmp_path),
+        train_dataset=Dataset.from_list(rows),
+    )
     _train_and_check(trainer, tiny.model)
     assert len(seen["row_id"]) == 4 and all(0 <= row < 8 for row in seen["row_id"])
     assert seen["images"] is not None and all(len(pair) == 2 for pair in seen["images"])

@@ -10,9 +10,10 @@ from PIL import Image
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
 from unsloth_vlm_grpo._images import ImageInputError, check_row, load_image, to_rgb
 from unsloth_vlm_grpo.tiny import FAMILIES
+
+from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -127,8 +128,14 @@ def test_zero_size_image():
         ({"prompt": _prompt(1), "images": [None]}, "holds None"),
         ({"prompt": _prompt(1), "image": None}, "1 image placeholder.*gives 0 image"),
     ],
-    ids=["more-placeholders", "fewer-placeholders", "image-without-placeholder", "not-a-list", "none-in-list",
-         "none-image"],
+    ids=[
+        "more-placeholders",
+        "fewer-placeholders",
+        "image-without-placeholder",
+        "not-a-list",
+        "none-in-list",
+        "none-image",
+    ],
 )
 def test_row_checks(row, message):
     with pytest.raises(ImageInputError, match=f"dataset row 5: .*{message}"):
@@ -163,9 +170,16 @@ def _form_rows(form, tmp_path):
     elif form == "arrays":
         values = [np.full((56, 56, 3), colour, dtype=np.uint8) for colour in colours]
     else:  # PIL images in every mode
-        values = [Image.new("RGBA", (56, 56), (0, 255, 0, 0)), Image.new("LA", (56, 56), (30, 255)),
-                  Image.new("P", (56, 56), 3), Image.new("L", (56, 56), 90), Image.new("I;16", (56, 56), 300),
-                  Image.new("1", (56, 56), 1), Image.new("RGB", (56, 56)), Image.new("CMYK", (56, 56))]  # fmt: skip
+        values = [
+            Image.new("RGBA", (56, 56), (0, 255, 0, 0)),
+            Image.new("LA", (56, 56), (30, 255)),
+            Image.new("P", (56, 56), 3),
+            Image.new("L", (56, 56), 90),
+            Image.new("I;16", (56, 56), 300),
+            Image.new("1", (56, 56), 1),
+            Image.new("RGB", (56, 56)),
+            Image.new("CMYK", (56, 56)),
+        ]
     rows = [{"prompt": _prompt(1), "images": [value]} for value in values]
     for index in (1, 3, 5, 7):
         rows[index] = {"prompt": _prompt(0), "images": []}
@@ -180,9 +194,13 @@ def _train_recording_image_counts(tiny, dataset, output_dir) -> list[list[int]]:
         image_counts_per_batch.append(sorted(len(row_images or []) for row_images in images))
         return distinct_characters_reward(completions)
 
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=reward,
-                          args=grpo_config(output_dir, max_steps=2, per_device_train_batch_size=8, num_generations=2),
-                          train_dataset=dataset)  # fmt: skip
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=reward,
+        args=grpo_config(output_dir, max_steps=2, per_device_train_batch_size=8, num_generations=2),
+        train_dataset=dataset,
+    )
     trainer.train()
     assert len(logged_losses(trainer)) == 2
     return image_counts_per_batch
@@ -190,15 +208,17 @@ def _train_recording_image_counts(tiny, dataset, output_dir) -> list[list[int]]:
 
 @pytest.mark.parametrize("form", ["paths", "bytes", "arrays", "pil-modes"])
 def test_image_forms_and_text_only_rows_train(form, patched, tiny_factory, tmp_path):
-    counts = _train_recording_image_counts(tiny_factory("qwen2_5_vl"), Dataset.from_list(_form_rows(form, tmp_path)),
-                                           tmp_path)  # fmt: skip
+    counts = _train_recording_image_counts(
+        tiny_factory("qwen2_5_vl"), Dataset.from_list(_form_rows(form, tmp_path)), tmp_path
+    )
     assert any(batch[0] == 0 and batch[-1] == 1 for batch in counts), counts
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains_on_batches_mixing_image_and_text_only_rows(family, patched, tiny_factory, tmp_path):
-    counts = _train_recording_image_counts(tiny_factory(family), Dataset.from_list(_form_rows("pil-modes", tmp_path)),
-                                           tmp_path)  # fmt: skip
+    counts = _train_recording_image_counts(
+        tiny_factory(family), Dataset.from_list(_form_rows("pil-modes", tmp_path)), tmp_path
+    )
     assert any(batch[0] == 0 and batch[-1] == 1 for batch in counts), counts
 
 
@@ -206,8 +226,13 @@ def test_bad_row_fails_before_training_with_its_index(patched, tiny_factory, tmp
     rows = [{"prompt": _prompt(1), "image": Image.new("RGB", (56, 56))} for _ in range(8)]
     rows[6] = {"prompt": _prompt(2), "image": Image.new("RGB", (56, 56))}
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path), train_dataset=Dataset.from_list(rows))
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path),
+        train_dataset=Dataset.from_list(rows),
+    )
     with pytest.raises(ImageInputError, match="dataset row 6: the prompt has 2 image placeholder"):
         trainer.train()
     assert trainer.state.global_step == 0
@@ -220,8 +245,13 @@ def test_missing_file_in_dataset_fails_before_training(patched, tiny_factory, tm
     paths[3] = str(tmp_path / "missing.png")
     rows = [{"prompt": _prompt(1), "image": path} for path in paths]
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path), train_dataset=Dataset.from_list(rows))
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path),
+        train_dataset=Dataset.from_list(rows),
+    )
     with pytest.raises(ImageInputError, match="dataset row 3: image file '.*missing.png' does not exist"):
         trainer.train()
 

@@ -18,6 +18,7 @@ def test_unsloth_generated_trainer_is_patched_in_any_import_order(order, tmp_pat
     assert result["patched"] is True
     assert UNSLOTH_LABELS <= set(result["applied"])
     assert set(result["live_class"].values()) == {"wrapped"}
+    assert set(result["watched"].values()) == {"plain"}
     assert set(result["after_second_patch"].values()) == {"wrapped"}
     assert set(result["after_unpatch"].values()) == {"plain"}
     # The generated module's own binding of a wrapped TRL function: one wrapper, whichever came first.
@@ -34,6 +35,7 @@ def test_a_copied_wrapper_is_replaced_only_when_the_patch_applies(monkeypatch):
     """A module Unsloth generates after patch() binds TRL's wrapped function. Listing the sites (as
     ``doctor`` does) and a skipped target (strict=False, fingerprint mismatch) leave that binding alone;
     applying gives the module one wrapper of its own, and unpatch() restores the plain function."""
+    import dataclasses
     import sys
     import types
 
@@ -41,7 +43,7 @@ def test_a_copied_wrapper_is_replaced_only_when_the_patch_applies(monkeypatch):
     import wrapt
 
     import unsloth_vlm_grpo
-    from unsloth_vlm_grpo._engine import refresh
+    from unsloth_vlm_grpo import _engine
     from unsloth_vlm_grpo.patches import per_sample_pixel_values_shuffling as shuffling
 
     label = "UnslothGRPOTrainer.split_pixel_values_by_grid"
@@ -54,12 +56,11 @@ def test_a_copied_wrapper_is_replaced_only_when_the_patch_applies(monkeypatch):
         monkeypatch.setitem(sys.modules, "UnslothGRPOTrainer", generated)
         shuffling.PATCH.sites()
         assert generated.split_pixel_values_by_grid is copied
-        with monkeypatch.context() as changed:
-            changed.setitem(shuffling.PATCH.fingerprints, label, "0" * 16)
-            report = unsloth_vlm_grpo.patch(strict=False)
+        changed = dataclasses.replace(shuffling.PATCH, fingerprints={**shuffling.PATCH.fingerprints, label: "0" * 16})
+        report = _engine.apply((changed,), strict=False)
         assert [entry.target for entry in report.skipped] == [label]
         assert generated.split_pixel_values_by_grid is copied
-        refresh()
+        unsloth_vlm_grpo.patch()  # the verified declaration again: now the generated module is wrapped
         own = generated.split_pixel_values_by_grid
         assert isinstance(own, wrapt.FunctionWrapper) and own is not copied
         assert not isinstance(own.__wrapped__, wrapt.FunctionWrapper)

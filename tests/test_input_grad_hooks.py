@@ -7,18 +7,19 @@ hook (GPU run: README "Support"); here, on CPU with TRL's class, the hooks are c
 
 import pytest
 import torch
+from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
-from conftest import ROOT, run_probe
 from unsloth_vlm_grpo.patches.stale_input_grad_hooks import (
     live_hook_ids,
     prune_stale_input_grad_hooks,
     require_grads_hook_keys,
 )
+
+from conftest import ROOT, run_probe
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
 
 
 def require_grads_hooks(model: torch.nn.Module) -> dict[str, int]:
@@ -42,11 +43,18 @@ def train_counting_hooks(tiny, tmp_path, peft: bool) -> tuple[CountHooks, object
     """Reentrant checkpointing: there the LoRA matrices get no gradient unless the embedding output
     requires grad, so a pruning that removed the live hook would fail the gradient check."""
     counter = CountHooks()
-    args = grpo_config(tmp_path, max_steps=4, gradient_checkpointing=True,
-                       gradient_checkpointing_kwargs={"use_reentrant": True})  # fmt: skip
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=args, train_dataset=colour_dataset(), callbacks=[counter],
-                          peft_config=VISION_AND_LANGUAGE_LORA if peft else None)  # fmt: skip
+    args = grpo_config(
+        tmp_path, max_steps=4, gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": True}
+    )
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=args,
+        train_dataset=colour_dataset(),
+        callbacks=[counter],
+        peft_config=VISION_AND_LANGUAGE_LORA if peft else None,
+    )
     with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
         trainer.train()
     return counter, gradients
@@ -70,9 +78,7 @@ def test_hooks_stay_one_per_embedding_and_gradients_still_flow(peft, tiny_factor
 
 def test_unpatched_hooks_pile_up(tiny_factory, tmp_path):
     """The control: every other patch applied, this one not: every step leaves more hooks on each embedding."""
-    from unsloth_vlm_grpo.patches import ALL_PATCHES
-
-    unsloth_vlm_grpo._engine.apply(tuple(p for p in ALL_PATCHES if p.name != "stale_input_grad_hooks"), strict=True)
+    unsloth_vlm_grpo.patch(exclude=("stale_input_grad_hooks",))
     try:
         counter, _ = train_counting_hooks(tiny_factory("gemma3"), tmp_path, peft=True)
     finally:

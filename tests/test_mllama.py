@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
+from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
+from unsloth_vlm_grpo.patches.mllama._fields import cross_attention_mask_from_ids, tiles_of
+from unsloth_vlm_grpo.tiny import favour_token, solid_image
+
 from conftest import ROOT, run_probe
 from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
-from unsloth_vlm_grpo._mllama import cross_attention_mask_from_ids, tiles_of
-from unsloth_vlm_grpo.tiny import favour_token, solid_image
 
 
 @pytest.fixture
@@ -47,9 +48,14 @@ def multi_image_dataset(rows: int = 8) -> Dataset:
 
 
 def _trainer(tiny, output_dir, dataset=None, peft_config=None, **config):
-    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                       args=grpo_config(output_dir, **config), train_dataset=dataset or colour_dataset(),
-                       peft_config=peft_config)  # fmt: skip
+    return GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(output_dir, **config),
+        train_dataset=dataset or colour_dataset(),
+        peft_config=peft_config,
+    )
 
 
 def test_grpo_run_moves_the_weights(patched, tiny, tmp_path):
@@ -72,10 +78,7 @@ def test_reference_forward_with_lora_and_beta(patched, tiny, tmp_path):
 
 def test_unpatched_loss_forward_lacks_the_aspect_ratio_ids(tiny, tmp_path):
     """The control: TRL 1.15 alone (with only the CPU log-prob fallback) cannot score an mllama batch."""
-    from unsloth_vlm_grpo.patches import ALL_PATCHES
-
-    mllama_patches = {"mllama_cross_attention_mask", "per_sample_image_scoring"}
-    unsloth_vlm_grpo._engine.apply(tuple(p for p in ALL_PATCHES if p.name not in mllama_patches), strict=True)
+    unsloth_vlm_grpo.patch(exclude=("mllama_cross_attention_mask", "mllama_scoring_fields", "mllama_loss_fields"))
     try:
         trainer = _trainer(tiny, tmp_path, max_steps=1)
         with pytest.raises(ValueError, match="aspect_ratio_ids` must be provided"):
@@ -85,8 +88,15 @@ def test_unpatched_loss_forward_lacks_the_aspect_ratio_ids(tiny, tmp_path):
 
 
 def test_multi_image_rows_of_different_lengths_train(patched, tiny, tmp_path):
-    trainer = _trainer(tiny, tmp_path, dataset=multi_image_dataset(), max_steps=3, num_iterations=2,
-                       per_device_train_batch_size=4, gradient_accumulation_steps=2)  # fmt: skip
+    trainer = _trainer(
+        tiny,
+        tmp_path,
+        dataset=multi_image_dataset(),
+        max_steps=3,
+        num_iterations=2,
+        per_device_train_batch_size=4,
+        gradient_accumulation_steps=2,
+    )
     trainer.train()
     assert len(logged_losses(trainer)) == 3
 
@@ -94,8 +104,11 @@ def test_multi_image_rows_of_different_lengths_train(patched, tiny, tmp_path):
 def test_placeholder_pressure_for_10_steps(patched, tiny, tmp_path):
     image_token = tiny.model.config.image_token_index
     favour_token(tiny.model, tiny.processor, image_token)
-    inputs = tiny.processor(images=[solid_image((0, 0, 255))], text=[tiny.processor.apply_chat_template(
-        [_prompt(1, "Hi")], add_generation_prompt=True)[0]], return_tensors="pt")  # fmt: skip
+    inputs = tiny.processor(
+        images=[solid_image((0, 0, 255))],
+        text=[tiny.processor.apply_chat_template([_prompt(1, "Hi")], add_generation_prompt=True)[0]],
+        return_tensors="pt",
+    )
     with torch.no_grad():
         assert tiny.model(**inputs).logits[0, -1].argmax().item() == image_token  # the pressure is real
     trainer = _trainer(tiny, tmp_path, max_steps=10)
@@ -107,8 +120,14 @@ def test_placeholder_pressure_for_10_steps(patched, tiny, tmp_path):
 
 @pytest.mark.parametrize("reentrant", [False, True], ids=["non-reentrant", "reentrant"])
 def test_every_vision_lora_matrix_gets_a_gradient(patched, tiny, tmp_path, reentrant):
-    trainer = _trainer(tiny, tmp_path, peft_config=VISION_AND_LANGUAGE_LORA, max_steps=3,
-                       gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": reentrant})
+    trainer = _trainer(
+        tiny,
+        tmp_path,
+        peft_config=VISION_AND_LANGUAGE_LORA,
+        max_steps=3,
+        gradient_checkpointing=True,
+        gradient_checkpointing_kwargs={"use_reentrant": reentrant},
+    )
     with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
         trainer.train()
     assert len(gradients.norms) >= 20
@@ -119,9 +138,12 @@ def _left_padded_batch(tiny, last_rgb=(0, 255, 0)):
     """A long one-image prompt and a shorter two-image prompt, whose mask the processor lays out unpadded
     (its last image's range then stops short of the padded row's end) and left-padded."""
     processor = tiny.processor
-    texts = [processor.apply_chat_template([_prompt(1, "What colour is the square in this picture?")],
-                                           add_generation_prompt=True)[0],
-             processor.apply_chat_template([_prompt(2, "Hi")], add_generation_prompt=True)[0]]  # fmt: skip
+    texts = [
+        processor.apply_chat_template(
+            [_prompt(1, "What colour is the square in this picture?")], add_generation_prompt=True
+        )[0],
+        processor.apply_chat_template([_prompt(2, "Hi")], add_generation_prompt=True)[0],
+    ]
     images = [[solid_image((255, 0, 0))], [solid_image((0, 0, 255)), solid_image(last_rgb)]]
     unpadded = processor(images=images, text=texts, return_tensors="pt", padding=True)
     processor.tokenizer.padding_side = "left"
@@ -134,12 +156,15 @@ def test_rebuilt_mask_matches_the_processor_and_extends_over_the_completion(tiny
     unpadded, padded = _left_padded_batch(tiny)
     image_token = tiny.model.config.image_token_index
     # TRL's generation call: no padding, so the processor's mask is laid out for unpadded rows.
-    rebuilt = cross_attention_mask_from_ids(padded["input_ids"], tiles_of(unpadded["cross_attention_mask"]), image_token)
+    rebuilt = cross_attention_mask_from_ids(
+        padded["input_ids"], tiles_of(unpadded["cross_attention_mask"]), image_token
+    )
     assert torch.equal(rebuilt, padded["cross_attention_mask"])
     assert not torch.equal(unpadded["cross_attention_mask"], padded["cross_attention_mask"])  # the bug it fixes
     completion = torch.full((2, 5), 9)
-    extended = cross_attention_mask_from_ids(torch.cat([padded["input_ids"], completion], 1), tiles_of(rebuilt),
-                                             image_token)  # fmt: skip
+    extended = cross_attention_mask_from_ids(
+        torch.cat([padded["input_ids"], completion], 1), tiles_of(rebuilt), image_token
+    )
     last_prompt = extended[:, padded["input_ids"].size(1) - 1]
     for position in range(padded["input_ids"].size(1), extended.size(1)):
         assert torch.equal(extended[:, position], last_prompt)  # completion sees what the last prompt token saw
@@ -156,13 +181,24 @@ def test_generation_with_left_padding_matches_a_full_forward(patched, tiny):
     generation_inputs = {**padded, "cross_attention_mask": unpadded["cross_attention_mask"]}
     prompt = padded["input_ids"]
     with torch.no_grad():
-        out = model.generate(**generation_inputs, max_new_tokens=4, do_sample=False, output_scores=True,
-                             return_dict_in_generate=True, pad_token_id=tiny.processor.tokenizer.pad_token_id)
+        out = model.generate(
+            **generation_inputs,
+            max_new_tokens=4,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=tiny.processor.tokenizer.pad_token_id,
+        )
         full = out.sequences
-        mask = torch.cat([padded["attention_mask"], torch.ones_like(full[:, prompt.size(1):])], 1)
-        logits = model(input_ids=full, attention_mask=mask, pixel_values=padded["pixel_values"],
-                       aspect_ratio_ids=padded["aspect_ratio_ids"], aspect_ratio_mask=padded["aspect_ratio_mask"],
-                       cross_attention_mask=unpadded["cross_attention_mask"]).logits  # fmt: skip
+        mask = torch.cat([padded["attention_mask"], torch.ones_like(full[:, prompt.size(1) :])], 1)
+        logits = model(
+            input_ids=full,
+            attention_mask=mask,
+            pixel_values=padded["pixel_values"],
+            aspect_ratio_ids=padded["aspect_ratio_ids"],
+            aspect_ratio_mask=padded["aspect_ratio_mask"],
+            cross_attention_mask=unpadded["cross_attention_mask"],
+        ).logits
     for step, scores in enumerate(out.scores):
         torch.testing.assert_close(scores, logits[:, prompt.size(1) - 1 + step], atol=1e-4, rtol=1e-4)
 
@@ -172,9 +208,14 @@ def _first_scores(tiny, mask_layout):
     # TRL's generation inputs are left-padded ids with the mask of the processor's unpadded call.
     mask = {"unpadded": unpadded, "padded": padded}[mask_layout]["cross_attention_mask"]
     with torch.no_grad():
-        out = tiny.model.generate(**{**padded, "cross_attention_mask": mask}, max_new_tokens=1, do_sample=False,
-                                  output_scores=True, return_dict_in_generate=True,
-                                  pad_token_id=tiny.processor.tokenizer.pad_token_id)  # fmt: skip
+        out = tiny.model.generate(
+            **{**padded, "cross_attention_mask": mask},
+            max_new_tokens=1,
+            do_sample=False,
+            output_scores=True,
+            return_dict_in_generate=True,
+            pad_token_id=tiny.processor.tokenizer.pad_token_id,
+        )
     return out.scores[0]
 
 
@@ -229,7 +270,9 @@ def test_unsloths_generated_trainer_starts_training_mllama(family, dataset, tmp_
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
     model_class = "MllamaForConditionalGeneration" if family == "mllama" else "Qwen2_5_VLForConditionalGeneration"
     assert (result["error_type"], result["error"]) == (
-        "AttributeError", f"'{model_class}' object has no attribute 'for_training'")
+        "AttributeError",
+        f"'{model_class}' object has no attribute 'for_training'",
+    )
 
 
 def test_a_subclass_of_trls_trainer_trains_mllama(patched, tiny, tmp_path):
@@ -242,9 +285,13 @@ def test_a_subclass_of_trls_trainer_trains_mllama(patched, tiny, tmp_path):
             calls.append(1)
             return super()._get_per_token_logps_and_entropies(*args, **kwargs)
 
-    trainer = CountingGRPOTrainer(model=tiny.model, processing_class=tiny.processor,
-                                  reward_funcs=distinct_characters_reward,
-                                  args=grpo_config(tmp_path, max_steps=1), train_dataset=colour_dataset())  # fmt: skip
+    trainer = CountingGRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path, max_steps=1),
+        train_dataset=colour_dataset(),
+    )
     trainer.train()
     assert len(logged_losses(trainer)) == 1 and calls
 
@@ -262,8 +309,14 @@ def _mixed_conversations():
 
 
 def _alone(processor, conversation, **kwargs):
-    return processor.apply_chat_template(conversation=[conversation], add_generation_prompt=True, tokenize=True,
-                                         return_dict=True, return_tensors="pt", **kwargs)  # fmt: skip
+    return processor.apply_chat_template(
+        conversation=[conversation],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        return_tensors="pt",
+        **kwargs,
+    )
 
 
 PADDINGS = {
@@ -279,29 +332,33 @@ def test_processor_batches_rows_without_images_with_image_rows(patched, tiny, pa
     """Each row of a mixed batch gets what the processor gives it alone (its ids and mask in the batch's padding;
     a text-only row: no image to attend to, the image inputs of a missing image)."""
     processor, conversations = tiny.processor, _mixed_conversations()
-    batch = processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
-                                          return_dict=True, **PADDINGS[padding])  # fmt: skip
+    batch = processor.apply_chat_template(
+        conversation=conversations, add_generation_prompt=True, tokenize=True, return_dict=True, **PADDINGS[padding]
+    )
     length = max(len(ids) for ids in batch["input_ids"])
     for row, conversation in enumerate(conversations):
         alone = _alone(processor, conversation)
         ids = torch.as_tensor(batch["input_ids"][row])
         mask = torch.as_tensor(batch["cross_attention_mask"][row])
         start = length - alone["input_ids"].shape[1] if padding in ("left", "numpy, padding in text_kwargs") else 0
-        torch.testing.assert_close(ids[start:start + alone["input_ids"].shape[1]], alone["input_ids"][0])
+        torch.testing.assert_close(ids[start : start + alone["input_ids"].shape[1]], alone["input_ids"][0])
         assert torch.as_tensor(batch["attention_mask"][row]).sum() == alone["input_ids"].shape[1]
         assert mask.shape[0] == length and not mask[:start].any()
         if "pixel_values" in alone:
             images = alone["pixel_values"].shape[1]
-            torch.testing.assert_close(mask[start:start + alone["input_ids"].shape[1], :images],
-                                       torch.as_tensor(alone["cross_attention_mask"][0]))  # fmt: skip
+            torch.testing.assert_close(
+                mask[start : start + alone["input_ids"].shape[1], :images],
+                torch.as_tensor(alone["cross_attention_mask"][0]),
+            )
             torch.testing.assert_close(torch.as_tensor(batch["pixel_values"][row, :images]), alone["pixel_values"][0])
-            torch.testing.assert_close(torch.as_tensor(batch["aspect_ratio_ids"][row, :images]),
-                                       alone["aspect_ratio_ids"][0])  # fmt: skip
+            torch.testing.assert_close(
+                torch.as_tensor(batch["aspect_ratio_ids"][row, :images]), alone["aspect_ratio_ids"][0]
+            )
         else:
             assert not mask.any() and not batch["pixel_values"][row].any() and not batch["aspect_ratio_ids"][row].any()
             assert batch["aspect_ratio_mask"][row].tolist() == [[1, 0], [1, 0]]
         if padding == "right":  # (the processor's own mask runs on over right padding: the ids say where it ends)
-            assert ids[alone["input_ids"].shape[1]:].eq(processor.tokenizer.pad_token_id).all()
+            assert ids[alone["input_ids"].shape[1] :].eq(processor.tokenizer.pad_token_id).all()
 
 
 def test_processor_calls_it_cannot_merge_get_the_processors_own_answer(patched, tiny):
@@ -314,14 +371,20 @@ def test_processor_calls_it_cannot_merge_get_the_processors_own_answer(patched, 
     array = processor(images=[np.asarray(red)], text=[text], return_tensors="pt")
     torch.testing.assert_close(single["pixel_values"], array["pixel_values"])
     with pytest.raises(ValueError, match="there should be either no images or at least one image per sample"):
-        processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
-                                      return_dict=True, return_token_type_ids=True)  # fmt: skip
+        processor.apply_chat_template(
+            conversation=conversations,
+            add_generation_prompt=True,
+            tokenize=True,
+            return_dict=True,
+            return_token_type_ids=True,
+        )
 
 
 def test_unpatched_processor_refuses_rows_without_images_next_to_image_rows(tiny):
     with pytest.raises(ValueError, match="there should be either no images or at least one image per sample"):
-        tiny.processor.apply_chat_template(conversation=_mixed_conversations(), add_generation_prompt=True,
-                                           tokenize=True, return_dict=True)  # fmt: skip
+        tiny.processor.apply_chat_template(
+            conversation=_mixed_conversations(), add_generation_prompt=True, tokenize=True, return_dict=True
+        )
 
 
 def test_rows_of_a_mixed_batch_score_as_they_do_alone(patched, tiny):
@@ -330,8 +393,15 @@ def test_rows_of_a_mixed_batch_score_as_they_do_alone(patched, tiny):
     images. (Transformers' mllama lets tokens that see no image attend to every image slot, padding included:
     that is why a row's logits depend on its batch's slot count at all.)"""
     processor, model, conversations = tiny.processor, tiny.model, _mixed_conversations()
-    batch = processor.apply_chat_template(conversation=conversations, add_generation_prompt=True, tokenize=True,
-                                          return_dict=True, padding=True, padding_side="left", return_tensors="pt")
+    batch = processor.apply_chat_template(
+        conversation=conversations,
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=True,
+        padding=True,
+        padding_side="left",
+        return_tensors="pt",
+    )
     slots, tiles = batch["aspect_ratio_mask"].shape[1:]
     with torch.no_grad():
         logits = model(**batch).logits
@@ -350,5 +420,7 @@ def test_rows_of_a_mixed_batch_score_as_they_do_alone(patched, tiny):
                 image_inputs[name][:, :images] = alone[name]
             image_inputs["cross_attention_mask"][:, :, :images] = alone["cross_attention_mask"]
         with torch.no_grad():
-            expected = model(input_ids=alone["input_ids"], attention_mask=alone["attention_mask"], **image_inputs).logits
+            expected = model(
+                input_ids=alone["input_ids"], attention_mask=alone["attention_mask"], **image_inputs
+            ).logits
         torch.testing.assert_close(logits[row, -length:], expected[0], atol=1e-4, rtol=1e-4)

@@ -9,11 +9,13 @@ per-token log-probs from TRL's scoring forward must equal a plain forward of tha
 """
 
 import pytest
-from alignment import check_rows_score_as_if_alone
-from grpo_helpers import COLOURS, grpo_config, saved_and_loaded, varied_colour_dataset, varied_image
 
 import unsloth_vlm_grpo
 from unsloth_vlm_grpo.tiny import FAMILIES
+
+from alignment import check_rows_score_as_if_alone
+from grpo_helpers import COLOURS, grpo_config, saved_and_loaded, varied_colour_dataset, varied_image
+
 
 @pytest.fixture
 def patched():
@@ -30,10 +32,16 @@ def _trainer(family, padding_side, tmp_path, tiny_factory):
     dataset = varied_colour_dataset(rows=4)
     # num_iterations=2 makes TRL compute the old log-probs in _generate_and_score_completions with the same
     # forward inputs the loss uses.
-    args = grpo_config(tmp_path / "out", per_device_train_batch_size=8, num_generations=2, max_completion_length=3,
-                       num_iterations=2)  # fmt: skip
-    trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=lambda completions, **_: [0.0] * len(
-        completions), args=args, train_dataset=dataset)  # fmt: skip
+    args = grpo_config(
+        tmp_path / "out", per_device_train_batch_size=8, num_generations=2, max_completion_length=3, num_iterations=2
+    )
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=processor,
+        reward_funcs=lambda completions, **_: [0.0] * len(completions),
+        args=args,
+        train_dataset=dataset,
+    )
     return trainer, dataset
 
 

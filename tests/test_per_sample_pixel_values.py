@@ -11,11 +11,8 @@ from PIL import Image
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
-from unsloth_vlm_grpo.patches import per_sample_image_scoring, per_sample_pixel_values_shuffling
 
-SCORING_LABEL = "trl.trainer.grpo_trainer.GRPOTrainer._get_per_token_logps_and_entropies"
-SHUFFLING_LABEL = "trl.trainer.grpo_trainer.split_pixel_values_by_grid"
+from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
 
 
 @pytest.fixture(autouse=True)
@@ -37,10 +34,16 @@ def _two_or_no_images_trainer(tiny_factory, output_dir, family="idefics3", max_s
         content = [{"type": "image"}] * len(images) + [{"type": "text", "text": f"What colours? {name}"}]
         rows.append({"prompt": [{"role": "user", "content": content}], "images": images})
     tiny = tiny_factory(family)
-    args = grpo_config(output_dir, max_steps=max_steps, per_device_train_batch_size=4, num_generations=2,
-                       steps_per_generation=2)  # fmt: skip
-    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                       args=args, train_dataset=Dataset.from_list(rows))
+    args = grpo_config(
+        output_dir, max_steps=max_steps, per_device_train_batch_size=4, num_generations=2, steps_per_generation=2
+    )
+    return GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+    )
 
 
 def test_idefics3_trains_on_rows_with_two_images_and_rows_with_none(tiny_factory, tmp_path):
@@ -50,13 +53,12 @@ def test_idefics3_trains_on_rows_with_two_images_and_rows_with_none(tiny_factory
     assert len(logged_losses(trainer)) == 6
 
 
-def test_without_the_two_patches_the_same_run_crashes(tiny_factory, tmp_path, monkeypatch):
-    monkeypatch.setitem(per_sample_image_scoring.PATCH.fingerprints, SCORING_LABEL, "0" * 16)
-    monkeypatch.setitem(per_sample_pixel_values_shuffling.PATCH.fingerprints, SHUFFLING_LABEL, "0" * 16)
-    report = unsloth_vlm_grpo.patch(strict=False)
-    assert sorted(entry.patch for entry in report.skipped) == [
-        "per_sample_image_scoring", "per_sample_pixel_values_shuffling"
-    ]  # fmt: skip
+def test_without_the_two_patches_the_same_run_crashes(tiny_factory, tmp_path):
+    report = unsloth_vlm_grpo.patch(exclude=("padded_pixel_values_scoring", "per_sample_pixel_values_shuffling"))
+    assert sorted(entry.patch for entry in report.excluded) == [
+        "padded_pixel_values_scoring",
+        "per_sample_pixel_values_shuffling",
+    ]
     trainer = _two_or_no_images_trainer(tiny_factory, tmp_path)
     with pytest.raises(RuntimeError, match="is invalid for input of size|cannot reshape tensor of 0 elements"):
         trainer.train()
@@ -67,8 +69,12 @@ def test_padded_pixel_values_stay_with_their_rows_through_the_split():
 
     rows = 4
     pixel_values = torch.arange(rows, dtype=torch.float).view(rows, 1, 1, 1, 1).expand(rows, 2, 3, 4, 4).clone()
-    batch = {"prompt_ids": torch.arange(rows).unsqueeze(1), "pixel_values": pixel_values,
-             "pixel_attention_mask": torch.ones(rows, 2, 4, 4), "num_images": [2, 0, 2, 0]}  # fmt: skip
+    batch = {
+        "prompt_ids": torch.arange(rows).unsqueeze(1),
+        "pixel_values": pixel_values,
+        "pixel_attention_mask": torch.ones(rows, 2, 4, 4),
+        "num_images": [2, 0, 2, 0],
+    }
     unsloth_vlm_grpo.unpatch()
     assert isinstance(grpo_module.split_pixel_values_by_grid(batch)["pixel_values"], list)  # TRL's misreading
     unsloth_vlm_grpo.patch()
@@ -90,11 +96,15 @@ def _mllama_rows_given_other_images(tiny_factory, output_dir) -> tuple[int, int]
     trainer.train()
     assert len(logged_losses(trainer)) == 4 and seen
     processor = trainer.processing_class
-    expected = {name: processor.image_processor(images=[[Image.new("RGB", (56, 56), rgb)] * 2], return_tensors="pt")
-                ["pixel_values"][0] for name, rgb in COLOURS.items()}  # fmt: skip
+    expected = {
+        name: processor.image_processor(images=[[Image.new("RGB", (56, 56), rgb)] * 2], return_tensors="pt")[
+            "pixel_values"
+        ][0]
+        for name, rgb in COLOURS.items()
+    }
     with_images = wrong = 0
     for input_ids, pixel_values in seen:
-        for ids, row_pixels in zip(input_ids, pixel_values):
+        for ids, row_pixels in zip(input_ids, pixel_values, strict=True):
             name = re.search(r"What colours\? (red|blue|none)", processor.tokenizer.decode(ids)).group(1)
             with_images += name != "none"
             wrong += not (torch.equal(row_pixels, expected[name]) if name != "none" else not row_pixels.any())
@@ -107,9 +117,8 @@ def test_mllama_keeps_each_rows_images_through_the_shuffle(tiny_factory, tmp_pat
     assert with_images > 0 and wrong == 0
 
 
-def test_without_the_shuffling_patch_mllama_rows_train_on_other_rows_images(tiny_factory, tmp_path, monkeypatch):
+def test_without_the_shuffling_patch_mllama_rows_train_on_other_rows_images(tiny_factory, tmp_path):
     """The control: TRL's class splits the per-sample pixel values by image count, silently."""
-    monkeypatch.setitem(per_sample_pixel_values_shuffling.PATCH.fingerprints, SHUFFLING_LABEL, "0" * 16)
-    unsloth_vlm_grpo.patch(strict=False)
+    unsloth_vlm_grpo.patch(exclude=("per_sample_pixel_values_shuffling",))
     _, wrong = _mllama_rows_given_other_images(tiny_factory, tmp_path)
     assert wrong > 0

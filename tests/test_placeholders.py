@@ -6,13 +6,11 @@ import torch
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from conftest import ROOT, run_probe
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses
-from unsloth_vlm_grpo.patches import placeholder_suppression
 from unsloth_vlm_grpo.patches.placeholder_neutralisation import neutralise
 from unsloth_vlm_grpo.tiny import FAMILIES, favour_token
 
-TRL_SUPPRESSION_LABEL = "trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn"
+from conftest import ROOT, run_probe
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses
 
 
 @pytest.fixture(autouse=True)
@@ -24,8 +22,13 @@ def _unpatched_afterwards():
 def _stressed_trainer(tiny_factory, family, output_dir, steps):
     tiny = tiny_factory(family)
     favour_token(tiny.model, tiny.processor, tiny.model.config.image_token_id)
-    return GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                       args=grpo_config(output_dir, max_steps=steps), train_dataset=colour_dataset())
+    return GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(output_dir, max_steps=steps),
+        train_dataset=colour_dataset(),
+    )
 
 
 def test_stress_fixture_really_favours_the_placeholder(tiny_factory):
@@ -63,11 +66,10 @@ def test_unpatched_trainer_crashes_under_placeholder_pressure(family, tmp_path):
     assert any(message in result["error"] for message in messages), result["error"]
 
 
-def test_neutralisation_carries_the_run_when_suppression_is_bypassed(tiny_factory, tmp_path, monkeypatch):
-    # Pretend suppression's target changed so strict=False skips it: completions then contain placeholders.
-    monkeypatch.setitem(placeholder_suppression.PATCH.fingerprints, TRL_SUPPRESSION_LABEL, "0" * 16)
-    report = unsloth_vlm_grpo.patch(strict=False)
-    assert [entry.patch for entry in report.skipped] == ["placeholder_suppression"]
+def test_neutralisation_carries_the_run_when_suppression_is_bypassed(tiny_factory, tmp_path):
+    # Without suppression, completions contain placeholders.
+    report = unsloth_vlm_grpo.patch(exclude=("placeholder_suppression",))
+    assert [entry.patch for entry in report.excluded] == ["placeholder_suppression"]
     trainer = _stressed_trainer(tiny_factory, "qwen2_5_vl", tmp_path, steps=3)
     trainer.train()
     assert len(logged_losses(trainer)) == 3
@@ -87,8 +89,13 @@ def test_vllm_generation_with_a_vlm_logs_one_clear_warning(tiny_factory, tmp_pat
     the warning comes before the vLLM call, which then fails for lack of vLLM."""
     unsloth_vlm_grpo.patch()
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                          args=grpo_config(tmp_path), train_dataset=colour_dataset())
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=distinct_characters_reward,
+        args=grpo_config(tmp_path),
+        train_dataset=colour_dataset(),
+    )
     trainer.use_vllm = True
     for _ in range(2):
         with pytest.raises(AttributeError):

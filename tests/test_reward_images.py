@@ -2,11 +2,12 @@
 
 import pytest
 from datasets import Dataset
-from grpo_helpers import COLOURS, grpo_config, varied_colour_dataset
 from PIL import Image
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
+
+from grpo_helpers import COLOURS, grpo_config, varied_colour_dataset
 
 
 @pytest.fixture(autouse=True)
@@ -17,7 +18,9 @@ def _patched():
 
 
 def _as_images_column(dataset: Dataset) -> Dataset:
-    rows = [{key: value for key, value in row.items() if key != "image"} | {"images": [row["image"]]} for row in dataset]
+    rows = [
+        {key: value for key, value in row.items() if key != "image"} | {"images": [row["image"]]} for row in dataset
+    ]
     return Dataset.from_list(rows)
 
 
@@ -33,13 +36,18 @@ def test_reward_functions_get_the_rows_images(column, tiny_factory, tmp_path):
         return [float(len(row_images) == 1) for row_images in images]
 
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=colour_of_the_image,
-                          args=grpo_config(tmp_path, max_steps=2), train_dataset=dataset)  # fmt: skip
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=colour_of_the_image,
+        args=grpo_config(tmp_path, max_steps=2),
+        train_dataset=dataset,
+    )
     trainer.train()
     assert len(seen) == 2
     for images, answers, image in seen:
         assert len(images) == len(answers) == 4
-        for row_images, answer in zip(images, answers):
+        for row_images, answer in zip(images, answers, strict=True):
             assert len(row_images) == 1 and isinstance(row_images[0], Image.Image) and row_images[0].mode == "RGB"
             assert row_images[0].getpixel((0, 0)) == COLOURS[answer]
         assert (image is not None) == (column == "image"), "TRL's own image= stays as TRL passes it"
@@ -47,8 +55,14 @@ def test_reward_functions_get_the_rows_images(column, tiny_factory, tmp_path):
 
 def test_text_only_rows_get_an_empty_list(tiny_factory, tmp_path):
     rows = list(varied_colour_dataset(rows=4))
-    rows += [{"prompt": [{"role": "user", "content": [{"type": "text", "text": "Say a colour."}]}], "image": None,
-              "answer": "red"} for _ in range(4)]  # fmt: skip
+    rows += [
+        {
+            "prompt": [{"role": "user", "content": [{"type": "text", "text": "Say a colour."}]}],
+            "image": None,
+            "answer": "red",
+        }
+        for _ in range(4)
+    ]
     received = []
 
     def count_images(completions, images, **kwargs):
@@ -56,8 +70,12 @@ def test_text_only_rows_get_an_empty_list(tiny_factory, tmp_path):
         return [0.0] * len(completions)
 
     tiny = tiny_factory("qwen2_5_vl")
-    trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=count_images,
-                          args=grpo_config(tmp_path, max_steps=2, per_device_train_batch_size=8),
-                          train_dataset=Dataset.from_list(rows))  # fmt: skip
+    trainer = GRPOTrainer(
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=count_images,
+        args=grpo_config(tmp_path, max_steps=2, per_device_train_batch_size=8),
+        train_dataset=Dataset.from_list(rows),
+    )
     trainer.train()
     assert set(received) == {0, 1}

@@ -6,12 +6,13 @@ import math
 import random
 
 from datasets import Dataset
+from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import COLOURS, grpo_config
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from unsloth_vlm_grpo.tiny import favour_token, solid_image
+
+from grpo_helpers import COLOURS, grpo_config
 
 STEPS = 200
 
@@ -36,11 +37,23 @@ def test_200_steps_of_stress(tiny_factory, tmp_path):
     try:
         tiny = tiny_factory("qwen2_5_vl")
         favour_token(tiny.model, tiny.processor, tiny.model.config.image_token_id, margin=8.0)
-        args = grpo_config(tmp_path, max_steps=STEPS, per_device_train_batch_size=8, num_generations=4,
-                           max_completion_length=12, learning_rate=1e-3, logging_steps=1)
-        trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=_length_reward,
-                              args=args, train_dataset=Dataset.from_list(_mixed_rows()),
-                              peft_config=VISION_AND_LANGUAGE_LORA)
+        args = grpo_config(
+            tmp_path,
+            max_steps=STEPS,
+            per_device_train_batch_size=8,
+            num_generations=4,
+            max_completion_length=12,
+            learning_rate=1e-3,
+            logging_steps=1,
+        )
+        trainer = GRPOTrainer(
+            model=tiny.model,
+            processing_class=tiny.processor,
+            reward_funcs=_length_reward,
+            args=args,
+            train_dataset=Dataset.from_list(_mixed_rows()),
+            peft_config=VISION_AND_LANGUAGE_LORA,
+        )
         with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
             trainer.train()
     finally:

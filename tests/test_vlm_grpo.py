@@ -5,8 +5,9 @@ import torch
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
 from unsloth_vlm_grpo.tiny import FAMILIES
+
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
 
 
 @pytest.fixture

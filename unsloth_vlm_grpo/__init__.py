@@ -1,6 +1,6 @@
 """unsloth-vlm-grpo: GRPO for vision-language models with Unsloth and TRL, as a monkeypatch.
 
-    import unsloth_vlm_grpo; unsloth_vlm_grpo.patch()   # then the usual trl.GRPOTrainer code
+import unsloth_vlm_grpo; unsloth_vlm_grpo.patch()   # then the usual trl.GRPOTrainer code
 """
 
 from __future__ import annotations

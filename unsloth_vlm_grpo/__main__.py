@@ -21,8 +21,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--output-dir", default="demo_output", help="where reward_curve.png and summary.json go")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--family", default="gemma3", choices=DEMO_FAMILIES, help="tiny model family (default gemma3)")
-    demo.add_argument("--no-control", dest="control", action="store_false",
-                      help="skip the blank-image control run (it doubles the time)")  # fmt: skip
+    demo.add_argument(
+        "--no-control",
+        dest="control",
+        action="store_false",
+        help="skip the blank-image control run (it doubles the time)",
+    )
     demo.add_argument("--model", help="a local checkpoint directory to train instead (needs a GPU and Unsloth)")
     demo.add_argument("--load-in-4bit", action="store_true", help="with --model: QLoRA through bitsandbytes")
     return parser

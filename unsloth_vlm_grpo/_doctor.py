@@ -8,7 +8,7 @@ import logging
 from typing import TextIO
 
 from . import __version__
-from ._engine import TargetMissingError, fingerprint
+from ._engine import FOLLOW_UNSLOTH_TRAINER, plan
 from ._versions import check_stack
 
 logger = logging.getLogger("unsloth_vlm_grpo")
@@ -43,23 +43,24 @@ def run_doctor(out: TextIO) -> int:
         out.write(f"  {mark} {check.name:14} {check.installed or 'not installed':14} verified {check.verified}\n")
     out.write("\nImporting the stack:\n")
     _import_stack(out)
-    out.write(f"\nGPU visible: {_gpu_line()}\n\nPatches:\n")
-    for patch in ALL_PATCHES:
-        try:
-            sites = patch.sites()
-        except TargetMissingError as error:
-            out.write(f"  skip      {patch.name}: {error}\n")
-            continue
-        if not sites:
-            out.write(f"  pending   {patch.name}: target module not importable here ({', '.join(patch.modules())})\n")
-        for site in sites:
-            found = fingerprint(site.fingerprint_source)
-            if patch.fingerprints.get(site.label) == found:
-                out.write(f"  apply     {patch.name} -> {site.label}\n")
-            else:
-                out.write(f"  skip      {patch.name} -> {site.label}: source changed (fingerprint {found})\n")
-        out.write(f"            why: {patch.reason}\n")
+    out.write(f"\nGPU visible: {_gpu_line()}\n\nPatches (what patch(strict=False) would do now):\n")
+    reasons = {patch.name: patch.reason for patch in (FOLLOW_UNSLOTH_TRAINER, *ALL_PATCHES)}
+    last = None
+    for entry in plan(ALL_PATCHES):
+        if last is not None and entry.patch != last:
+            out.write(f"            why: {reasons[last]}\n")
+        suffix = f": {entry.detail}" if entry.detail else ""
+        out.write(f"  {entry.status:9} {entry.patch} -> {entry.target}{suffix}\n")
+        last = entry.patch
+    if last is not None:
+        out.write(f"            why: {reasons[last]}\n")
     supported = all(check.ok for check in checks)
-    out.write("\n" + ("Stack is supported.\n" if supported else "Stack is NOT supported: patch() will raise; "
-                      "patch(strict=False) applies only unchanged targets.\n"))
+    out.write(
+        "\n"
+        + (
+            "Stack is supported.\n"
+            if supported
+            else "Stack is NOT supported: patch() will raise; patch(strict=False) applies only unchanged targets.\n"
+        )
+    )
     return 0 if supported else 1

@@ -3,8 +3,8 @@
 A patch names its targets without importing them. ``apply`` wraps every target whose module is already
 imported and registers wrapt post-import hooks for the others, so ``patch()`` never changes import order
 (Unsloth wants to be imported before trl and transformers). Unsloth replaces ``trl.GRPOTrainer`` with a
-class it generates at run time; the ``unsloth_trainer_regeneration`` patch calls ``refresh`` when that
-happens, and ``refresh`` wraps the new class.
+class it generates at run time; the engine wraps the function that does it (``FOLLOW_UNSLOTH_TRAINER``) and
+``refresh`` wraps the new class.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 import wrapt
 
@@ -123,9 +124,14 @@ def live_grpo_trainer_classes() -> list[type]:
 
 @dataclass(frozen=True)
 class GRPOTrainerMethod:
-    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it."""
+    """A method of every live GRPO trainer class, wrapped on the class in its MRO that defines it.
+
+    ``classes`` narrows it to TRL's class (``"trl"``) or to the class Unsloth generates (``"unsloth"``). The
+    engine follows Unsloth's regeneration of the trainer by itself (``FOLLOW_UNSLOTH_TRAINER``).
+    """
 
     name: str
+    classes: str = "all"
 
     @property
     def modules(self) -> tuple[str, ...]:
@@ -134,6 +140,8 @@ class GRPOTrainerMethod:
     def resolve(self) -> list[Site]:
         sites = []
         for cls in live_grpo_trainer_classes():
+            if self.classes != "all" and is_unsloth_generated(cls) != (self.classes == "unsloth"):
+                continue
             owner = defining_class(cls, self.name)
             if owner is None or owner.__module__.startswith("transformers"):
                 raise TargetMissingError(f"{cls.__module__}.{cls.__qualname__}", f"has no method {self.name}")
@@ -183,7 +191,7 @@ Wrapper = Callable[[Callable, object, tuple, dict], object]
 class Patch:
     """One compatibility shim. Every field is part of the declaration the issue tracker asks for.
 
-    name: short identifier. targets: what gets wrapped. wrapper: a wrapt wrapper
+    name: short identifier. targets: what gets wrapped (``watches``: what is only fingerprinted). wrapper: a wrapt wrapper
     ``(wrapped, instance, args, kwargs)``. verified: package versions the wrapper was verified against.
     fingerprints: target label -> hash of its source at verification time. reason: the failure it fixes.
     remove_when: the upstream change that makes it unnecessary. on_remove: undoes side effects the
@@ -198,19 +206,27 @@ class Patch:
     reason: str
     remove_when: str
     on_remove: Callable[[], None] | None = None
+    # Targets whose source the patch relies on without wrapping them (fingerprinted, never wrapped).
+    watches: tuple = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "fingerprints", MappingProxyType(dict(self.fingerprints)))
 
     def sites(self) -> list[Site]:
         return [site for target in self.targets for site in target.resolve()]
 
+    def watched_sites(self) -> list[Site]:
+        return [site for target in self.watches for site in target.resolve()]
+
     def modules(self) -> set[str]:
-        return {module for target in self.targets for module in target.modules}
+        return {module for target in (*self.targets, *self.watches) for module in target.modules}
 
 
 @dataclass(frozen=True)
 class ReportEntry:
     patch: str
     target: str
-    status: str  # "applied", "pending", "skipped" or "excluded"
+    status: str  # "applied", "watched", "pending", "skipped" or "excluded"; a plan() says "apply" for "applied"
     detail: str = ""
 
     def __str__(self) -> str:
@@ -271,22 +287,33 @@ class _Registry:
 REGISTRY = _Registry()
 
 
+def _fingerprint_problem(patch: Patch, site: Site) -> str | None:
+    """Why ``site`` cannot be verified for ``patch`` (its source changed), or None when it can."""
+    expected = patch.fingerprints.get(site.label)
+    found = fingerprint(site.fingerprint_source)
+    if expected == found:
+        return None
+    return f"source fingerprint {found} differs from verified {expected or 'none recorded'}"
+
+
+def _refuse_or_skip(patch: Patch, site: Site, problem: str) -> ReportEntry:
+    if REGISTRY.strict:
+        raise UnsupportedVersionError(
+            f"patch {patch.name!r} cannot verify its target {site.label}: {problem}. The installed "
+            "package differs from the verified one; call patch(strict=False) to skip this patch."
+        )
+    logger.warning("unsloth_vlm_grpo: skipping patch %s on %s: %s", patch.name, site.label, problem)
+    return ReportEntry(patch.name, site.label, "skipped", problem)
+
+
 def _apply_site(patch: Patch, site: Site) -> ReportEntry:
     key = (id(site.owner), site.attribute, patch.name)
     record = REGISTRY.applied.get(key)
     if record is not None and record.site.owner is site.owner:
         return ReportEntry(patch.name, site.label, "applied", "already")
-    expected = patch.fingerprints.get(site.label)
-    found = fingerprint(site.fingerprint_source)
-    if expected != found:
-        detail = f"source fingerprint {found} differs from verified {expected or 'none recorded'}"
-        if REGISTRY.strict:
-            raise UnsupportedVersionError(
-                f"patch {patch.name!r} cannot verify its target {site.label}: {detail}. The installed "
-                "package differs from the verified one; call patch(strict=False) to skip this patch."
-            )
-        logger.warning("unsloth_vlm_grpo: skipping patch %s on %s: %s", patch.name, site.label, detail)
-        return ReportEntry(patch.name, site.label, "skipped", detail)
+    problem = _fingerprint_problem(patch, site)
+    if problem is not None:
+        return _refuse_or_skip(patch, site, problem)
     if site.unwrapped_value is not _MISSING and not _wrapped_by_us(site):
         setattr(site.owner, site.attribute, site.unwrapped_value)
     original = vars(site.owner).get(site.attribute, _MISSING)
@@ -297,6 +324,11 @@ def _apply_site(patch: Patch, site: Site) -> ReportEntry:
     return ReportEntry(patch.name, site.label, "applied")
 
 
+def _watch_site(patch: Patch, site: Site) -> ReportEntry:
+    problem = _fingerprint_problem(patch, site)
+    return ReportEntry(patch.name, site.label, "watched") if problem is None else _refuse_or_skip(patch, site, problem)
+
+
 def _wrapped_by_us(site: Site) -> bool:
     return any(
         record.site.owner is site.owner and record.site.attribute == site.attribute
@@ -304,23 +336,52 @@ def _wrapped_by_us(site: Site) -> bool:
     )
 
 
+def _resolved(patch: Patch, strict: bool) -> tuple[list[Site], list[Site]] | ReportEntry:
+    """(sites to wrap, sites to watch), or the entry saying why the patch is skipped."""
+    try:
+        return patch.sites(), patch.watched_sites()
+    except TargetMissingError as error:
+        if strict:
+            raise UnsupportedVersionError(
+                f"patch {patch.name!r} cannot find its target: {error}. Call patch(strict=False) to skip it."
+            ) from error
+        logger.warning("unsloth_vlm_grpo: skipping patch %s: %s", patch.name, error)
+        return ReportEntry(patch.name, error.label, "skipped", "target missing")
+
+
+def _pending(patch: Patch) -> ReportEntry:
+    return ReportEntry(patch.name, ", ".join(sorted(patch.modules())), "pending", "applied when imported")
+
+
 def _apply_all() -> list[ReportEntry]:
     entries = [ReportEntry(name, "-", "excluded", "patch(exclude=...)") for name in REGISTRY.excluded]
-    for patch in REGISTRY.patches:
-        try:
-            sites = patch.sites()
-        except TargetMissingError as error:
-            if REGISTRY.strict:
-                raise UnsupportedVersionError(
-                    f"patch {patch.name!r} cannot find its target: {error}. Call patch(strict=False) to skip it."
-                ) from error
-            logger.warning("unsloth_vlm_grpo: skipping patch %s: %s", patch.name, error)
-            entries.append(ReportEntry(patch.name, error.label, "skipped", "target missing"))
+    for patch in (FOLLOW_UNSLOTH_TRAINER, *REGISTRY.patches):
+        resolved = _resolved(patch, REGISTRY.strict)
+        if isinstance(resolved, ReportEntry):
+            entries.append(resolved)
             continue
-        if not sites:
-            modules = ", ".join(sorted(patch.modules()))
-            entries.append(ReportEntry(patch.name, modules, "pending", "applied when imported"))
-        entries += [_apply_site(patch, site) for site in sites]
+        sites, watched = resolved
+        if not sites and not watched:
+            entries.append(_pending(patch))
+        entries += [_apply_site(patch, site) for site in sites] + [_watch_site(patch, site) for site in watched]
+    return entries
+
+
+def plan(patches: tuple[Patch, ...]) -> list[ReportEntry]:
+    """What ``patch(strict=False)`` would do now, without changing anything: "apply", "watched", "pending" or
+    "skipped" per patch and site (for ``doctor``)."""
+    entries = []
+    for patch in (FOLLOW_UNSLOTH_TRAINER, *patches):
+        resolved = _resolved(patch, strict=False)
+        if isinstance(resolved, ReportEntry):
+            entries.append(resolved)
+            continue
+        sites, watched = resolved
+        if not sites and not watched:
+            entries.append(_pending(patch))
+        for site, status in [(site, "apply") for site in sites] + [(site, "watched") for site in watched]:
+            problem = _fingerprint_problem(patch, site)
+            entries.append(ReportEntry(patch.name, site.label, status if problem is None else "skipped", problem or ""))
     return entries
 
 
@@ -363,7 +424,8 @@ def apply(patches: tuple[Patch, ...], strict: bool, exclude=()) -> PatchReport:
         except Exception:
             remove()
             raise
-        for module in sorted({m for patch in chosen for m in patch.modules()} - REGISTRY.hooked_modules):
+        modules = {m for patch in (FOLLOW_UNSLOTH_TRAINER, *chosen) for m in patch.modules()}
+        for module in sorted(modules - REGISTRY.hooked_modules):
             # wrapt keeps post-import hooks for the life of the process; ours do nothing while inactive.
             wrapt.register_post_import_hook(_on_import, module)
             REGISTRY.hooked_modules.add(module)
@@ -392,3 +454,25 @@ def applied_sites() -> Iterator[tuple[str, str]]:
     """(patch name, target label) for every wrapped target."""
     for record in list(REGISTRY.applied.values()):
         yield record.patch.name, record.site.label
+
+
+def _refresh_after_regeneration(wrapped, _instance, args, kwargs):
+    result = wrapped(*args, **kwargs)
+    refresh()
+    return result
+
+
+# Engine plumbing, applied with every patch() and not excludable: Unsloth rewrites ``trl.GRPOTrainer``'s source,
+# execs it as a new module (no import hook sees it) and rebinds ``trl.GRPOTrainer`` to the result, which is not
+# a subclass of TRL's class. Wrapping the function that does the rebinding lets GRPOTrainerMethod targets follow
+# the generated class, whether ``patch()`` comes before or after ``import unsloth``. Needed as long as Unsloth
+# generates trainer classes without a hook that runs after it (unsloth 2026.10.9).
+FOLLOW_UNSLOTH_TRAINER = Patch(
+    name="follow_unsloth_trainer",
+    targets=(FunctionTarget("unsloth.models.rl", "_patch_trl_rl_trainers"),),
+    wrapper=_refresh_after_regeneration,
+    verified={"unsloth": "2026.10.9"},
+    fingerprints={"unsloth.models.rl._patch_trl_rl_trainers": "37641ac968d223ff"},
+    reason="Unsloth replaces trl.GRPOTrainer with a generated class that earlier wrappers do not reach.",
+    remove_when="Unsloth patches TRL by subclassing, or calls a documented hook after generating a trainer.",
+)

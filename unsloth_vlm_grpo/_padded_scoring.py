@@ -1,5 +1,5 @@
 """Score Idefics3 / SmolVLM batches chunk by chunk with each chunk's own rows' images (used by the
-``per_sample_image_scoring`` and ``per_sample_pixel_values_shuffling`` patches).
+``padded_pixel_values_scoring`` and ``per_sample_pixel_values_shuffling`` patches).
 
 Idefics3-style processors (SmolVLM, Idefics2/3) return ``pixel_values`` padded per sample,
 ``(rows, max_images, C, H, W)``, with a matching 4-D ``pixel_attention_mask``; a row without images gets
@@ -19,8 +19,14 @@ from __future__ import annotations
 import torch
 
 _POSITIONAL = ("model", "input_ids", "attention_mask", "logits_to_keep", "batch_size")
-_PER_ROW = ("input_ids", "attention_mask", "pixel_values", "pixel_attention_mask", "token_type_ids",
-            "mm_token_type_ids")  # fmt: skip
+_PER_ROW = (
+    "input_ids",
+    "attention_mask",
+    "pixel_values",
+    "pixel_attention_mask",
+    "token_type_ids",
+    "mm_token_type_ids",
+)
 _OTHER_IMAGE_FIELDS = ("image_grid_thw", "spatial_shapes", "num_tiles", "image_sizes", "image_position_ids")
 
 
@@ -40,7 +46,7 @@ def is_per_sample_padded(fields: dict, rows: int) -> bool:
 
 def score_padded_chunks_by_rows(wrapped, args, kwargs):
     """TRL's chunked scoring, with chunks cut by rows for the per-sample padded layout."""
-    fields = {**dict(zip(_POSITIONAL, args)), **kwargs}
+    fields = {**dict(zip(_POSITIONAL, args, strict=False)), **kwargs}
     rows = fields["input_ids"].size(0)
     if not is_per_sample_padded(fields, rows):
         return wrapped(*args, **kwargs)
@@ -48,8 +54,9 @@ def score_padded_chunks_by_rows(wrapped, args, kwargs):
     results = []
     for start in range(0, rows, chunk_size):
         end = min(start + chunk_size, rows)
-        chunk = {key: value[start:end] if key in _PER_ROW and value is not None else value
-                 for key, value in fields.items()}  # fmt: skip
+        chunk = {
+            key: value[start:end] if key in _PER_ROW and value is not None else value for key, value in fields.items()
+        }
         chunk["batch_size"] = end - start
         if sum(fields["num_images"][start:end]) == 0:
             chunk["pixel_values"] = chunk["pixel_attention_mask"] = chunk["num_images"] = None
@@ -60,4 +67,3 @@ def score_padded_chunks_by_rows(wrapped, args, kwargs):
     entropies = torch.cat([result[1] for result in results], dim=0) if results[0][1] is not None else None
     aux_loss = torch.stack([result[2] for result in results]).mean() if results[0][2] is not None else None
     return logps, entropies, aux_loss
-

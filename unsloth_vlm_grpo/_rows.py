@@ -52,8 +52,10 @@ def describe_batch_rows(owner, dataset, prompts: list[Any]) -> str:
     if not rows:
         return "rows whose prompts were not found in the dataset"
     if any(len(found) > 1 for found in rows_per_prompt):
-        return (f"one of the dataset rows {_listed(rows)} (they share the batch's {len(distinct)} prompt(s), so "
-                "the rows cannot be told apart by prompt)")  # fmt: skip
+        return (
+            f"one of the dataset rows {_listed(rows)} (they share the batch's {len(distinct)} prompt(s), so "
+            "the rows cannot be told apart by prompt)"
+        )
     return f"dataset row{'s' if len(rows) > 1 else ''} {_listed(rows)}"
 
 

@@ -37,7 +37,9 @@ def colour_dataset(rows: int = 64, blank: bool = False, seed: int = 0, size: int
     for _ in range(rows):
         name = rng.choice(names)
         prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}]
-        records.append({"prompt": prompt, "image": solid_image(BLANK if blank else COLOURS[name], size), "answer": name})
+        records.append(
+            {"prompt": prompt, "image": solid_image(BLANK if blank else COLOURS[name], size), "answer": name}
+        )
     return Dataset.from_list(records)
 
 
@@ -50,14 +52,16 @@ def completion_text(completion) -> str:
 def exact_colour_reward(completions, answer, **kwargs) -> list[float]:
     """1.0 when the completion's first word is the right colour."""
     texts = [completion_text(completion) for completion in completions]
-    return [float(text.strip().split()[:1] == [expected]) for text, expected in zip(texts, answer)]
+    return [float(text.strip().split()[:1] == [expected]) for text, expected in zip(texts, answer, strict=True)]
 
 
 def answer_token_ids(processor) -> list[int]:
     tokenizer = processor.tokenizer
     ids = [tokenizer.encode(word, add_special_tokens=False) for word in COLOURS]
     if any(len(token_ids) != 1 for token_ids in ids):
-        raise ValueError(f"every colour word must be one token for this task, got {dict(zip(COLOURS, ids))}")
+        raise ValueError(
+            f"every colour word must be one token for this task, got {dict(zip(COLOURS, ids, strict=True))}"
+        )
     return [token_ids[0] for token_ids in ids]
 
 
@@ -106,16 +110,34 @@ def train_colour_task(
     tiny = build_tiny_vlm(family, seed=seed)
     give_answer_prior(tiny.model, tiny.processor)
     settings = dict(
-        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=batch_size, num_generations=8,
-        gradient_accumulation_steps=1, steps_per_generation=1, max_completion_length=1, learning_rate=learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=20, beta=0.0, gradient_checkpointing=False, bf16=False, logging_steps=1,
-        report_to="none", save_strategy="no", seed=seed, disable_tqdm=disable_tqdm,
-    )  # fmt: skip
+        output_dir=output_dir,
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        num_generations=8,
+        gradient_accumulation_steps=1,
+        steps_per_generation=1,
+        max_completion_length=1,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=20,
+        beta=0.0,
+        gradient_checkpointing=False,
+        bf16=False,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        seed=seed,
+        disable_tqdm=disable_tqdm,
+    )
     args = GRPOConfig(**{**settings, **(config_overrides or {})})
     trainer = GRPOTrainer(
-        model=tiny.model, processing_class=tiny.processor, reward_funcs=reward, args=args,
-        train_dataset=colour_dataset(rows=600, blank=blank, seed=seed), callbacks=callbacks,
-    )  # fmt: skip
+        model=tiny.model,
+        processing_class=tiny.processor,
+        reward_funcs=reward,
+        args=args,
+        train_dataset=colour_dataset(rows=600, blank=blank, seed=seed),
+        callbacks=callbacks,
+    )
     if not disable_tqdm:
         # Keep the progress bar, but not the full metrics dict it prints at every logged step.
         from transformers.trainer_callback import ProgressCallback

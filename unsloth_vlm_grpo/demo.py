@@ -45,7 +45,7 @@ def draw_reward_curve(curves: dict[str, list[float]], path: Path, chance: float,
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     window = max(1, min(20, max(len(values) for values in curves.values()) // 10))
-    for (label, values), colour in zip(curves.items(), ("tab:blue", "tab:orange")):
+    for (label, values), colour in zip(curves.items(), ("tab:blue", "tab:orange"), strict=False):
         steps = np.arange(1, len(values) + 1)
         axes.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
         axes.plot(steps, _smoothed(values, window), color=colour, linewidth=2.2, label=f"{label} ({window}-step mean)")
@@ -78,12 +78,20 @@ def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool)
     output = Path(output_dir)
     output.mkdir(parents=True, exist_ok=True)
     chance = 1 / len(COLOURS)
-    logger.info("Training a tiny %s VLM (built offline) to name the colour of a square: %d GRPO steps, seed %d.",
-                family, steps, seed)  # fmt: skip
+    logger.info(
+        "Training a tiny %s VLM (built offline) to name the colour of a square: %d GRPO steps, seed %d.",
+        family,
+        steps,
+        seed,
+    )
     run = train_colour_task(
-        str(output / "checkpoints"), family=family, steps=steps, seed=seed, callbacks=[_reward_logger(10)],
+        str(output / "checkpoints"),
+        family=family,
+        steps=steps,
+        seed=seed,
+        callbacks=[_reward_logger(10)],
         disable_tqdm=False,
-    )  # fmt: skip
+    )
     curves = {"images": run.rewards}
     window = max(1, min(20, steps // 5))
     summary = {
@@ -100,9 +108,14 @@ def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool)
     if control:
         logger.info("Control: the same run with every image blank (reward should stay near %.2f).", chance)
         blank = train_colour_task(
-            str(output / "checkpoints_blank"), family=family, steps=steps, seed=seed, blank=True,
-            callbacks=[_reward_logger(10)], disable_tqdm=False,
-        )  # fmt: skip
+            str(output / "checkpoints_blank"),
+            family=family,
+            steps=steps,
+            seed=seed,
+            blank=True,
+            callbacks=[_reward_logger(10)],
+            disable_tqdm=False,
+        )
         curves["blank images (control)"] = blank.rewards
         control_reward = summary["blank_control_final_reward"] = round(blank.mean(-window), 3)
         summary["seconds"] = round(run.seconds + blank.seconds, 1)
@@ -114,15 +127,28 @@ def run_demo(output_dir: str, steps: int, seed: int, family: str, control: bool)
     control_words = f", blank control {control_reward:.2f}" if control_reward is not None else ""
     logger.info(
         "Done: reward %.2f -> %.2f over %d steps (chance %.2f%s) in %.0f s. Wrote %s and %s.",
-        summary["start_reward"], summary["final_reward"], summary["steps"], chance, control_words,
-        summary["seconds"], output / "reward_curve.png", output / "summary.json",
-    )  # fmt: skip
+        summary["start_reward"],
+        summary["final_reward"],
+        summary["steps"],
+        chance,
+        control_words,
+        summary["seconds"],
+        output / "reward_curve.png",
+        output / "summary.json",
+    )
     if broken:
-        logger.error("Promise NOT met (reward >= %.2f, control within %.2f of chance): %s.", PROMISED_REWARD,
-                     CONTROL_TOLERANCE, "; ".join(broken))  # fmt: skip
+        logger.error(
+            "Promise NOT met (reward >= %.2f, control within %.2f of chance): %s.",
+            PROMISED_REWARD,
+            CONTROL_TOLERANCE,
+            "; ".join(broken),
+        )
     else:
-        logger.info("Promise met: the reward rose from chance to >= %.2f%s.", PROMISED_REWARD,
-                    " and the blank control stayed at chance" if control else "")  # fmt: skip
+        logger.info(
+            "Promise met: the reward rose from chance to >= %.2f%s.",
+            PROMISED_REWARD,
+            " and the blank control stayed at chance" if control else "",
+        )
     return summary
 
 
@@ -153,18 +179,36 @@ def run_model_demo(model_path: str, output_dir: str, steps: int, seed: int, load
 
     model, processor = FastVisionModel.from_pretrained(model_path, load_in_4bit=load_in_4bit)
     model = FastVisionModel.get_peft_model(
-        model, finetune_vision_layers=True, finetune_language_layers=True, r=16, lora_alpha=16, random_state=seed,
+        model,
+        finetune_vision_layers=True,
+        finetune_language_layers=True,
+        r=16,
+        lora_alpha=16,
+        random_state=seed,
         use_gradient_checkpointing="unsloth",
-    )  # fmt: skip
+    )
     args = GRPOConfig(
-        output_dir=output_dir, max_steps=steps, per_device_train_batch_size=8, num_generations=8,
-        gradient_accumulation_steps=1, max_completion_length=16, learning_rate=5e-5, logging_steps=1,
-        report_to="none", save_strategy="no", seed=seed, optim="adamw_8bit" if load_in_4bit else "adamw_torch",
-    )  # fmt: skip
+        output_dir=output_dir,
+        max_steps=steps,
+        per_device_train_batch_size=8,
+        num_generations=8,
+        gradient_accumulation_steps=1,
+        max_completion_length=16,
+        learning_rate=5e-5,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        seed=seed,
+        optim="adamw_8bit" if load_in_4bit else "adamw_torch",
+    )
     trainer = GRPOTrainer(
-        model=model, processing_class=processor, reward_funcs=exact_colour_reward, args=args,
-        train_dataset=colour_dataset(rows=steps * 2, seed=seed, size=224), callbacks=[_reward_logger(5)],
-    )  # fmt: skip
+        model=model,
+        processing_class=processor,
+        reward_funcs=exact_colour_reward,
+        args=args,
+        train_dataset=colour_dataset(rows=steps * 2, seed=seed, size=224),
+        callbacks=[_reward_logger(5)],
+    )
     trainer.train()
     rewards = [entry["reward"] for entry in trainer.state.log_history if "reward" in entry]
     summary = {"model": model_path, "steps": len(rewards), "rewards": rewards}

@@ -28,9 +28,15 @@ _CORPUS = (
 )
 
 _QWEN_SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
-]  # fmt: skip
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 _QWEN_CHAT_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
@@ -43,9 +49,16 @@ _QWEN_CHAT_TEMPLATE = (
 )
 
 _GEMMA_SPECIALS = [
-    "<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>", "<start_of_image>",
-    "<end_of_image>", "<image_soft_token>",
-]  # fmt: skip
+    "<pad>",
+    "<eos>",
+    "<bos>",
+    "<unk>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
+]
 
 _GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}<start_of_turn>"
@@ -106,29 +119,57 @@ def _qwen(family: str, image_size: int):
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
         rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-        bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
         tie_word_embeddings=False,
-    )  # fmt: skip
+    )
     token_ids = dict(
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-    )  # fmt: skip
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+    )
     if family == "qwen2_vl":
         from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-        vision = dict(depth=2, embed_dim=64, hidden_size=64, num_heads=4, mlp_ratio=2, patch_size=14,
-                      spatial_merge_size=2, temporal_patch_size=2, in_channels=3)  # fmt: skip
+        vision = dict(
+            depth=2,
+            embed_dim=64,
+            hidden_size=64,
+            num_heads=4,
+            mlp_ratio=2,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            in_channels=3,
+        )
         config = Qwen2VLConfig(text_config=text, vision_config=vision, **token_ids)
         model = Qwen2VLForConditionalGeneration(config)
     else:
         from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
-        vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64,
-                      patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
-                      fullatt_block_indexes=[1], in_channels=3)  # fmt: skip
+        vision = dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=4,
+            out_hidden_size=64,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=56,
+            fullatt_block_indexes=[1],
+            in_channels=3,
+        )
         config = Qwen2_5_VLConfig(text_config=text, vision_config=vision, **token_ids)
         model = Qwen2_5_VLForConditionalGeneration(config)
     return model, processor
@@ -139,10 +180,18 @@ def gemma3_processor(image_size: int, mm_tokens_per_image: int):
     from transformers import Gemma3ImageProcessor, Gemma3Processor
 
     tokenizer = _train_tokenizer(
-        _GEMMA_SPECIALS, 320, bos_token="<bos>", eos_token="<end_of_turn>", pad_token="<pad>", unk_token="<unk>",
-        extra_special_tokens={"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>",
-                              "image_token": "<image_soft_token>"},
-    )  # fmt: skip
+        _GEMMA_SPECIALS,
+        320,
+        bos_token="<bos>",
+        eos_token="<end_of_turn>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        extra_special_tokens={
+            "boi_token": "<start_of_image>",
+            "eoi_token": "<end_of_image>",
+            "image_token": "<image_soft_token>",
+        },
+    )
     image_processor = Gemma3ImageProcessor(size={"height": image_size, "width": image_size})
     return Gemma3Processor(
         image_processor, tokenizer, chat_template=_GEMMA_CHAT_TEMPLATE, image_seq_length=mm_tokens_per_image
@@ -159,20 +208,39 @@ def _gemma3(image_size: int):
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _GEMMA_SPECIALS}
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        sliding_window=64, bos_token_id=ids["<bos>"], eos_token_id=[ids["<end_of_turn>"], ids["<eos>"]],
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        sliding_window=64,
+        bos_token_id=ids["<bos>"],
+        eos_token_id=[ids["<end_of_turn>"], ids["<eos>"]],
         pad_token_id=ids["<pad>"],
-    )  # fmt: skip
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=image_size, patch_size=patch, vision_use_head=False)  # fmt: skip
+    )
+    vision = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch,
+        vision_use_head=False,
+    )
     config = Gemma3Config(
-        text_config=text, vision_config=vision, mm_tokens_per_image=mm_tokens_per_image,
-        boi_token_index=ids["<start_of_image>"], eoi_token_index=ids["<end_of_image>"],
-        image_token_index=ids["<image_soft_token>"], tie_word_embeddings=True,
-    )  # fmt: skip
+        text_config=text,
+        vision_config=vision,
+        mm_tokens_per_image=mm_tokens_per_image,
+        boi_token_index=ids["<start_of_image>"],
+        eoi_token_index=ids["<end_of_image>"],
+        image_token_index=ids["<image_soft_token>"],
+        tie_word_embeddings=True,
+    )
     model = Gemma3ForConditionalGeneration(config)
-    # Gemma 3 zero-initialises this projection, which would cut the image path (../shared/FINDINGS.md).
+    # Gemma 3 zero-initialises this projection, which would cut the image path.
     with torch.no_grad():
         projection = model.model.multi_modal_projector.mm_input_projection_weight
         projection.normal_(0.0, 0.02)
@@ -180,9 +248,15 @@ def _gemma3(image_size: int):
 
 
 _MLLAMA_SPECIALS = [
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
-    "<|finetune_right_pad_id|>", "<|python_tag|>", "<|image|>",
-]  # fmt: skip
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|finetune_right_pad_id|>",
+    "<|python_tag|>",
+    "<|image|>",
+]
 
 # Llama 3.2 Vision's chat format, without its system-prompt and tool boilerplate.
 _MLLAMA_CHAT_TEMPLATE = (
@@ -203,30 +277,51 @@ def _mllama(image_size: int, max_image_tiles: int = 2):
     from transformers import MllamaConfig, MllamaForConditionalGeneration, MllamaImageProcessor, MllamaProcessor
 
     tokenizer = _train_tokenizer(
-        _MLLAMA_SPECIALS, 320, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>",
-        pad_token="<|finetune_right_pad_id|>", unk_token=None,
-    )  # fmt: skip
+        _MLLAMA_SPECIALS,
+        320,
+        bos_token="<|begin_of_text|>",
+        eos_token="<|eot_id|>",
+        pad_token="<|finetune_right_pad_id|>",
+        unk_token=None,
+    )
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _MLLAMA_SPECIALS}
     image_processor = MllamaImageProcessor(
         size={"height": image_size, "width": image_size}, max_image_tiles=max_image_tiles
     )
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=3,
-        cross_attention_layers=[1], num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0}, bos_token_id=ids["<|begin_of_text|>"],
-        eos_token_id=ids["<|eot_id|>"], pad_token_id=ids["<|finetune_right_pad_id|>"],
-    )  # fmt: skip
-    aspect_ratios = [[h, w] for w in range(1, max_image_tiles + 1) for h in range(1, max_image_tiles + 1)
-                     if h * w <= max_image_tiles]  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=3,
+        cross_attention_layers=[1],
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0},
+        bos_token_id=ids["<|begin_of_text|>"],
+        eos_token_id=ids["<|eot_id|>"],
+        pad_token_id=ids["<|finetune_right_pad_id|>"],
+    )
+    aspect_ratios = [
+        [h, w] for w in range(1, max_image_tiles + 1) for h in range(1, max_image_tiles + 1) if h * w <= max_image_tiles
+    ]
     vision = dict(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_global_layers=1, attention_heads=4,
-        image_size=image_size, patch_size=14, max_num_tiles=max_image_tiles, intermediate_layers_indices=[0],
-        vision_output_dim=128, supported_aspect_ratios=aspect_ratios,
-    )  # fmt: skip
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_global_layers=1,
+        attention_heads=4,
+        image_size=image_size,
+        patch_size=14,
+        max_num_tiles=max_image_tiles,
+        intermediate_layers_indices=[0],
+        vision_output_dim=128,
+        supported_aspect_ratios=aspect_ratios,
+    )
     config = MllamaConfig(text_config=text, vision_config=vision, image_token_index=ids["<|image|>"])
     model = MllamaForConditionalGeneration(config)
     # Mllama's tanh gates start at zero: the cross-attention layers would ignore the image, and the vision tower
-    # its tile and position embeddings. Open them (the Gemma 3 projector problem, ../shared/FINDINGS.md).
+    # its tile and position embeddings. Open them (the Gemma 3 projector problem).
     with torch.no_grad():
         for name, parameter in model.named_parameters():
             if name.endswith(("gate", "_gate")) and not parameter.any():
@@ -254,30 +349,61 @@ def _qwen3_vl(image_size: int):
     video_processor = Qwen3VLVideoProcessor()
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in _QWEN_SPECIALS}
     text = dict(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=16, max_position_embeddings=1024,
-        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3],
-                         "mrope_interleaved": True},
-        bos_token_id=None, eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"],
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=1024,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 10000.0,
+            "mrope_section": [2, 3, 3],
+            "mrope_interleaved": True,
+        },
+        bos_token_id=None,
+        eos_token_id=ids["<|im_end|>"],
+        pad_token_id=ids["<|endoftext|>"],
+    )
     # deepstack_visual_indexes: the vision layer whose features are added to the first text layers' hidden
     # states (Qwen3-VL's deepstack), within the tiny depth.
-    vision = dict(depth=2, hidden_size=64, intermediate_size=128, num_heads=4, out_hidden_size=64, patch_size=16,
-                  spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=64,
-                  deepstack_visual_indexes=[0], in_channels=3)  # fmt: skip
+    vision = dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=4,
+        out_hidden_size=64,
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        num_position_embeddings=64,
+        deepstack_visual_indexes=[0],
+        in_channels=3,
+    )
     config = Qwen3VLConfig(
-        text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
-        video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
-        vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False,
-    )  # fmt: skip
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
     model = Qwen3VLForConditionalGeneration(config)
     processor = Qwen3VLProcessor(image_processor, tokenizer, video_processor, chat_template=_QWEN_CHAT_TEMPLATE)
     return model, processor
 
 
 _SMOLVLM_SPECIALS = [
-    "<|endoftext|>", "<|im_start|>", "<end_of_utterance>", "<fake_token_around_image>", "<image>", "<global-img>",
-]  # fmt: skip
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<end_of_utterance>",
+    "<fake_token_around_image>",
+    "<image>",
+    "<global-img>",
+]
 
 _SMOLVLM_CHAT_TEMPLATE = (
     "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
@@ -309,16 +435,35 @@ def _idefics3(image_size: int):
         size={"longest_edge": image_size}, max_image_size={"longest_edge": image_size}, do_image_splitting=False
     )
     text = dict(
-        model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=None,
-        eos_token_id=ids["<end_of_utterance>"], pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
-    )  # fmt: skip
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                  image_size=image_size, patch_size=patch)  # fmt: skip
+        model_type="llama",
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=None,
+        eos_token_id=ids["<end_of_utterance>"],
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=False,
+    )
+    vision = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=image_size,
+        patch_size=patch,
+    )
     config = Idefics3Config(
-        text_config=text, vision_config=vision, image_token_id=ids["<image>"], scale_factor=scale_factor,
-        pad_token_id=ids["<|endoftext|>"], tie_word_embeddings=False,
-    )  # fmt: skip
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<image>"],
+        scale_factor=scale_factor,
+        pad_token_id=ids["<|endoftext|>"],
+        tie_word_embeddings=False,
+    )
     model = Idefics3ForConditionalGeneration(config)
     processor = Idefics3Processor(
         image_processor, tokenizer, image_seq_len=image_seq_len, chat_template=_SMOLVLM_CHAT_TEMPLATE
@@ -355,28 +500,56 @@ def _llava_next(image_size: int):
     # plus one high-resolution tile, 4 + 4 features plus 2 row-newline tokens = 10 image tokens.
     tile, patch = 28, 14
     image_processor = LlavaNextImageProcessor(
-        size={"shortest_edge": tile}, crop_size={"height": tile, "width": tile},
+        size={"shortest_edge": tile},
+        crop_size={"height": tile, "width": tile},
         image_grid_pinpoints=[[tile, tile], [tile, 2 * tile], [2 * tile, tile]],
-    )  # fmt: skip
+    )
     text = dict(
-        model_type="llama", vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=ids["<s>"],
-        eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"], tie_word_embeddings=False,
-    )  # fmt: skip
-    vision = dict(model_type="clip_vision_model", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                  num_attention_heads=4, image_size=tile, patch_size=patch, projection_dim=64)  # fmt: skip
+        model_type="llama",
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        bos_token_id=ids["<s>"],
+        eos_token_id=ids["</s>"],
+        pad_token_id=ids["<pad>"],
+        tie_word_embeddings=False,
+    )
+    vision = dict(
+        model_type="clip_vision_model",
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        image_size=tile,
+        patch_size=patch,
+        projection_dim=64,
+    )
     # vision_feature_layer=-1 (real checkpoints use -2): with a 2-layer tower, -2 would leave the last layer
     # outside the image path, so it could never get a gradient.
     config = LlavaNextConfig(
-        text_config=text, vision_config=vision, image_token_index=ids["<image>"], vision_feature_layer=-1,
-        vision_feature_select_strategy="default", image_grid_pinpoints=image_processor.image_grid_pinpoints,
-        image_seq_length=(tile // patch) ** 2, tie_word_embeddings=False,
-    )  # fmt: skip
+        text_config=text,
+        vision_config=vision,
+        image_token_index=ids["<image>"],
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="default",
+        image_grid_pinpoints=image_processor.image_grid_pinpoints,
+        image_seq_length=(tile // patch) ** 2,
+        tie_word_embeddings=False,
+    )
     model = LlavaNextForConditionalGeneration(config)
     processor = LlavaNextProcessor(
-        image_processor, tokenizer, patch_size=patch, vision_feature_select_strategy="default",
-        chat_template=_LLAVA_NEXT_CHAT_TEMPLATE, image_token="<image>", num_additional_image_tokens=1,
-    )  # fmt: skip
+        image_processor,
+        tokenizer,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        chat_template=_LLAVA_NEXT_CHAT_TEMPLATE,
+        image_token="<image>",
+        num_additional_image_tokens=1,
+    )
     return model, processor
 
 
@@ -412,8 +585,13 @@ def build_tiny_vlm(family: str = "qwen2_5_vl", seed: int = 0, image_size: int = 
     if family not in FAMILIES:
         raise ValueError(f"unknown family {family!r}; choose one of {', '.join(FAMILIES)}")
     torch.manual_seed(seed)
-    builders = {"gemma3": _gemma3, "qwen3_vl": _qwen3_vl, "idefics3": _idefics3, "llava_next": _llava_next,
-                "mllama": _mllama}
+    builders = {
+        "gemma3": _gemma3,
+        "qwen3_vl": _qwen3_vl,
+        "idefics3": _idefics3,
+        "llava_next": _llava_next,
+        "mllama": _mllama,
+    }
     model, processor = builders[family](image_size) if family in builders else _qwen(family, image_size)
     model.eval()
     if not image_changes_logits(model, processor, image_size):

@@ -44,8 +44,6 @@ import statistics
 
 import pytest
 import torch
-
-from conftest import ROOT, run_python
 from test_ddp import (
     CONFIG,
     PROBE,
@@ -58,6 +56,8 @@ from test_ddp import (
     same_prompts_per_step,
 )
 
+from conftest import run_python
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs"),
@@ -65,8 +65,18 @@ pytestmark = [
 ENV = {"NCCL_NVLS_ENABLE": "0", "OMP_NUM_THREADS": "1"}
 GLOBAL_BATCH, GENERATIONS = 16, 4
 TWO_GPUS = ["-m", "accelerate.commands.launch", "--config_file", CONFIG]
-ONE_GPU = ["-m", "accelerate.commands.launch", "--num_processes", "1", "--num_machines", "1",
-           "--mixed_precision", "bf16", "--dynamo_backend", "no"]  # fmt: skip
+ONE_GPU = [
+    "-m",
+    "accelerate.commands.launch",
+    "--num_processes",
+    "1",
+    "--num_machines",
+    "1",
+    "--mixed_precision",
+    "bf16",
+    "--dynamo_backend",
+    "no",
+]
 
 
 def free_port() -> int:
@@ -80,8 +90,18 @@ def launch(tmp_path, launcher: list[str], probe_args: list[str], world: int, env
     tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "out"
     # Its own rendezvous port: under pytest-xdist two launches at once would both take accelerate's 29500.
-    args = [*launcher, "--main_process_port", str(free_port()), PROBE, str(out), "--global-batch",
-            str(GLOBAL_BATCH), "--num-generations", str(GENERATIONS), *probe_args]  # fmt: skip
+    args = [
+        *launcher,
+        "--main_process_port",
+        str(free_port()),
+        PROBE,
+        str(out),
+        "--global-batch",
+        str(GLOBAL_BATCH),
+        "--num-generations",
+        str(GENERATIONS),
+        *probe_args,
+    ]
     process = run_python(args, tmp_path, {**ENV, **(env or {})}, timeout=900)
     files = [out / f"rank{r}.json" for r in range(world)]
     records = [json.loads(file.read_text()) for file in files if file.exists()]

@@ -43,9 +43,14 @@ pytestmark = pytest.mark.gpu
 
 def _log_curve(family: str, images: str, result: dict) -> None:
     logging.getLogger(__name__).info(
-        "%s %s: first 10 %.3f, last 20 %.3f, %.0f s, reward every 25 steps %s", family, images,
-        result["first_10"], result["last_20"], result["seconds"], [round(r, 2) for r in result["rewards"][::25]],
-    )  # fmt: skip
+        "%s %s: first 10 %.3f, last 20 %.3f, %.0f s, reward every 25 steps %s",
+        family,
+        images,
+        result["first_10"],
+        result["last_20"],
+        result["seconds"],
+        [round(r, 2) for r in result["rewards"][::25]],
+    )
 
 
 @pytest.mark.parametrize(("family", "order", "precision"), CASES)
@@ -86,9 +91,13 @@ def test_smolvlm_rows_with_two_images_or_none_under_unsloth(order, precision, tm
 
 @pytest.mark.parametrize(
     ("rows", "order", "precision"),
-    [("one_or_two", "trl_then_patch", "16bit"), ("one_or_two", "unsloth_first", "4bit"),
-     ("two_or_none", "patch_first", "16bit"), ("two_or_none", "unsloth_first", "4bit")],
-)  # fmt: skip
+    [
+        ("one_or_two", "trl_then_patch", "16bit"),
+        ("one_or_two", "unsloth_first", "4bit"),
+        ("two_or_none", "patch_first", "16bit"),
+        ("two_or_none", "unsloth_first", "4bit"),
+    ],
+)
 def test_mllama_rows_with_different_image_counts_under_unsloth(rows, order, precision, tmp_path):
     """Llama 3.2 Vision's rows with one image next to rows with two, or rows with two next to rows without any,
     so prompts and image slots are padded and a forward chunk can hold more images than rows: unsloth_zoo's
@@ -108,8 +117,11 @@ def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
     """Full fine-tuning through FastVisionModel(full_finetuning=True), as the CPU proof. On an H200:
     Qwen2.5-VL ~95 s, Gemma 3 ~0.14 s per step after ~2 minutes of compiling."""
     settings = LEARNING[family]
-    result = run_probe([LEARNING_PROBE, family, "full", "images", str(settings["steps"]),
-                        str(settings["learning_rate"])], tmp_path, timeout=settings["timeout"])  # fmt: skip
+    result = run_probe(
+        [LEARNING_PROBE, family, "full", "images", str(settings["steps"]), str(settings["learning_rate"])],
+        tmp_path,
+        timeout=settings["timeout"],
+    )
     _log_curve(family, "images", result)
     assert result["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer"
     assert len(result["rewards"]) == settings["steps"]
@@ -120,8 +132,11 @@ def test_reward_rises_from_chance_under_unsloth(family, tmp_path):
 @pytest.mark.parametrize("family", LEARNING)
 def test_reward_stays_at_chance_with_blank_images_under_unsloth(family, tmp_path):
     settings = LEARNING[family]
-    result = run_probe([LEARNING_PROBE, family, "full", "blank", str(settings["steps"]),
-                        str(settings["learning_rate"])], tmp_path, timeout=settings["timeout"])  # fmt: skip
+    result = run_probe(
+        [LEARNING_PROBE, family, "full", "blank", str(settings["steps"]), str(settings["learning_rate"])],
+        tmp_path,
+        timeout=settings["timeout"],
+    )
     _log_curve(family, "blank", result)
     assert abs(result["last_20"] - CHANCE) < 0.15, result["rewards"][-20:]
 

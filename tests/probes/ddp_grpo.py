@@ -71,8 +71,13 @@ from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, build_tiny_v
 rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 local_rank = int(os.environ.get("LOCAL_RANK", 0))
 on_cuda = torch.cuda.is_available() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true")
-record: dict = {"rank": rank, "world_size": world_size, "family": cli.family, "unsloth": cli.unsloth,
-                "outcome": "not started"}
+record: dict = {
+    "rank": rank,
+    "world_size": world_size,
+    "family": cli.family,
+    "unsloth": cli.unsloth,
+    "outcome": "not started",
+}
 started = time.time()
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
@@ -101,8 +106,11 @@ images_checked = 0
 def _prompt_text(prompt) -> str:
     if isinstance(prompt, str):
         return prompt
-    return " ".join((part.get("text") or "") for message in prompt for part in (
-        message["content"] if isinstance(message["content"], list) else [{"text": message["content"]}]))
+    return " ".join(
+        (part.get("text") or "")
+        for message in prompt
+        for part in (message["content"] if isinstance(message["content"], list) else [{"text": message["content"]}])
+    )
 
 
 def aligned_reward(prompts, completions, answer, row_id, **kwargs):
@@ -116,11 +124,13 @@ def aligned_reward(prompts, completions, answer, row_id, **kwargs):
         images_checked += 1
         centre, corner = image.getpixel((28, 28)), image.getpixel((1, 1))
         if centre != COLOURS[name] or corner != (row, row, row) or f"Row {row}:" not in _prompt_text(prompt):
-            misaligned.append(f"step {step} position {position}: row_id {row} answer {name} centre {centre} "
-                              f"corner {corner} prompt {_prompt_text(prompt)[-40:]!r}")  # fmt: skip
+            misaligned.append(
+                f"step {step} position {position}: row_id {row} answer {name} centre {centre} "
+                f"corner {corner} prompt {_prompt_text(prompt)[-40:]!r}"
+            )
     # Bounded and varying: distinct characters of the completion, plus 1 when it names the colour.
     texts = [completion_text(completion) for completion in completions]
-    rewards = [min(len(set(text)), 16) / 16 + float(name in text) for text, name in zip(texts, answer)]
+    rewards = [min(len(set(text)), 16) / 16 + float(name in text) for text, name in zip(texts, answer, strict=True)]
     local_rewards.setdefault(step, []).extend(rewards)
     return rewards
 
@@ -174,40 +184,68 @@ try:
         tiny.model.save_pretrained(directory)
         tiny.processor.save_pretrained(directory)
         model, processor = FastVisionModel.from_pretrained(
-            str(directory), load_in_4bit=False, device_map={"": local_rank} if on_cuda else None)
+            str(directory), load_in_4bit=False, device_map={"": local_rank} if on_cuda else None
+        )
         model = FastVisionModel.get_peft_model(
-            model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
-            finetune_mlp_modules=True, r=8, lora_alpha=16, lora_dropout=0.0, random_state=0,
+            model,
+            finetune_vision_layers=True,
+            finetune_language_layers=True,
+            finetune_attention_modules=True,
+            finetune_mlp_modules=True,
+            r=8,
+            lora_alpha=16,
+            lora_dropout=0.0,
+            random_state=0,
             use_gradient_checkpointing="unsloth",
-        )  # fmt: skip
+        )
     else:
         from peft import LoraConfig
 
         model, processor = tiny.model, tiny.processor
         if on_cuda:
             model = model.to(torch.bfloat16)
-        peft_config = LoraConfig(
-            r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
-        )
+        peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS)
     args = GRPOConfig(
-        output_dir=str(outdir / "trainer"), per_device_train_batch_size=per_device,
-        num_generations=cli.num_generations, max_completion_length=cli.max_completion_length,
-        max_steps=cli.steps, learning_rate=cli.learning_rate, beta=cli.beta, gradient_accumulation_steps=1,
-        logging_steps=1, report_to="none", save_strategy="no", seed=0, bf16=on_cuda, fp16=False,
-        optim="adamw_torch", ddp_timeout=300, **({"loss_type": cli.loss_type} if cli.loss_type else {}),
+        output_dir=str(outdir / "trainer"),
+        per_device_train_batch_size=per_device,
+        num_generations=cli.num_generations,
+        max_completion_length=cli.max_completion_length,
+        max_steps=cli.steps,
+        learning_rate=cli.learning_rate,
+        beta=cli.beta,
+        gradient_accumulation_steps=1,
+        logging_steps=1,
+        report_to="none",
+        save_strategy="no",
+        seed=0,
+        bf16=on_cuda,
+        fp16=False,
+        optim="adamw_torch",
+        ddp_timeout=300,
+        **({"loss_type": cli.loss_type} if cli.loss_type else {}),
         # On a machine without CUDA, launch with `accelerate launch --multi_gpu` (torchrun) and train on the
         # CPU: use_cpu makes TrainingArguments build a gloo (MULTI_CPU) state. `accelerate launch --cpu`
         # starts ONE process whatever --num_processes says (its simple launcher; multi-CPU there means mpirun).
         use_cpu=not on_cuda,
-    )  # fmt: skip
+    )
     record["per_device_train_batch_size"] = per_device
-    trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=aligned_reward, args=args,
-                          train_dataset=Dataset.from_list(rows), peft_config=peft_config)
+    trainer = GRPOTrainer(
+        model=model,
+        processing_class=processor,
+        reward_funcs=aligned_reward,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        peft_config=peft_config,
+    )
     record["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
     accelerator = trainer.accelerator
-    record.update(accelerator_rank=accelerator.process_index, accelerator_world_size=accelerator.num_processes,
-                  distributed_type=str(accelerator.distributed_type), device=str(accelerator.device),
-                  backend=str(accelerator.state.backend))  # fmt: skip
+    record.update(
+        accelerator_rank=accelerator.process_index,
+        accelerator_world_size=accelerator.num_processes,
+        distributed_type=str(accelerator.distributed_type),
+        device=str(accelerator.device),
+        backend=str(accelerator.state.backend),
+    )
     record["checksum_before"] = checksum(trainer.model)
     trainer.add_callback(GatheredLogs(trainer, cli.global_batch))
     with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
@@ -240,7 +278,10 @@ trainer.accelerator.wait_for_everyone()
 if rank == 0:
     ranks = [json.loads((outdir / f"rank{r}.json").read_text()) for r in range(world_size)]
     losses = ranks[0]["log"]["loss"]
-    result = {"world_size": world_size, "ranks": ranks,
-              "finite_losses": bool(losses) and all(math.isfinite(x) for x in losses)}  # fmt: skip
+    result = {
+        "world_size": world_size,
+        "ranks": ranks,
+        "finite_losses": bool(losses) and all(math.isfinite(x) for x in losses),
+    }
     print("RESULT " + json.dumps(result), flush=True)
 sys.stdout.flush()

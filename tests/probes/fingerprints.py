@@ -8,20 +8,20 @@ import os
 
 os.environ["UNSLOTH_ALLOW_CPU"] = "1"
 
-import trl.kernels.chunked_logprob  # noqa: E402,F401
-import trl.trainer.grpo_trainer  # noqa: E402,F401
 import transformers.models.mllama.modeling_mllama  # noqa: E402,F401
 import transformers.models.mllama.processing_mllama  # noqa: E402,F401
+import trl.kernels.chunked_logprob  # noqa: E402,F401
+import trl.trainer.grpo_trainer  # noqa: E402,F401
 
-from unsloth_vlm_grpo._engine import fingerprint  # noqa: E402
+from unsloth_vlm_grpo._engine import FOLLOW_UNSLOTH_TRAINER, fingerprint  # noqa: E402
 from unsloth_vlm_grpo.patches import ALL_PATCHES  # noqa: E402
 
 found = {}
 
 
 def collect():
-    for patch in ALL_PATCHES:
-        for site in patch.sites():
+    for patch in (FOLLOW_UNSLOTH_TRAINER, *ALL_PATCHES):
+        for site in patch.sites() + patch.watched_sites():
             found[site.label] = {"patch": patch.name, "fingerprint": fingerprint(site.fingerprint_source)}
 
 

@@ -14,6 +14,7 @@ import wrapt
 os.environ["UNSLOTH_ALLOW_CPU"] = "1"
 order = sys.argv[1]
 METHODS = ("_generate", "_generate_single_turn")
+WATCHED = ("_get_per_token_logps_and_entropies", "_compute_loss")
 
 
 def generate_unsloth_trainer():
@@ -23,9 +24,9 @@ def generate_unsloth_trainer():
     rl._patch_trl_rl_trainers("grpo_trainer")
 
 
-def wrap_state(cls):
+def wrap_state(cls, methods=METHODS):
     state = {}
-    for name in METHODS:
+    for name in methods:
         owner = next(k for k in cls.__mro__ if name in vars(k))
         attribute = vars(owner)[name]
         wrapped_once = isinstance(attribute, wrapt.FunctionWrapper)
@@ -68,6 +69,8 @@ result = {
     "applied": sorted(label for _, label in unsloth_vlm_grpo._engine.applied_sites()),
     "patched": unsloth_vlm_grpo.is_patched(),
     "generated_function": generated_function_state(),
+    # Watched by mllama_scoring_fields, mllama_loss_fields, padded_pixel_values_scoring on Unsloth's class.
+    "watched": wrap_state(trl.GRPOTrainer, WATCHED),
 }
 unsloth_vlm_grpo.patch()  # a second call must not stack wrappers
 result["after_second_patch"] = wrap_state(trl.GRPOTrainer)

@@ -8,15 +8,21 @@ import sys
 import tempfile
 
 sys.path.insert(0, sys.argv[2])
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 from unsloth_vlm_grpo.tiny import build_tiny_vlm, favour_token  # noqa: E402
 
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config  # noqa: E402
+
 tiny = build_tiny_vlm(sys.argv[1])
 favour_token(tiny.model, tiny.processor, tiny.model.config.image_token_id)
-trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                      args=grpo_config(tempfile.mkdtemp(), max_steps=3), train_dataset=colour_dataset())
+trainer = GRPOTrainer(
+    model=tiny.model,
+    processing_class=tiny.processor,
+    reward_funcs=distinct_characters_reward,
+    args=grpo_config(tempfile.mkdtemp(), max_steps=3),
+    train_dataset=colour_dataset(),
+)
 try:
     trainer.train()
     result = {"outcome": "trained"}

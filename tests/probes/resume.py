@@ -14,21 +14,27 @@ mode, workdir, tests_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, tests_dir)
 
 import torch  # noqa: E402
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config  # noqa: E402
 from test_grpo_options import VISION_AND_LANGUAGE_LORA  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 import unsloth_vlm_grpo  # noqa: E402
 from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
 
+from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config  # noqa: E402
+
 unsloth_vlm_grpo.patch()
 tiny = build_tiny_vlm("qwen2_5_vl", seed=0)
 output_dir = workdir / ("first" if mode in ("first", "resume") else mode)
 args = grpo_config(output_dir, max_steps=6, save_strategy="steps", save_steps=2, learning_rate=1e-2)
-trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=distinct_characters_reward,
-                      args=args, train_dataset=colour_dataset(rows=16), peft_config=VISION_AND_LANGUAGE_LORA)
+trainer = GRPOTrainer(
+    model=tiny.model,
+    processing_class=tiny.processor,
+    reward_funcs=distinct_characters_reward,
+    args=args,
+    train_dataset=colour_dataset(rows=16),
+    peft_config=VISION_AND_LANGUAGE_LORA,
+)
 if mode == "first":
-
     from transformers import TrainerCallback
 
     class Stop(TrainerCallback):

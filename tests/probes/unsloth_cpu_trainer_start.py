@@ -27,15 +27,31 @@ from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
 
 tiny = build_tiny_vlm(family)
 args = GRPOConfig(
-    output_dir=tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=4, num_generations=2,
-    max_completion_length=2, report_to="none", optim="adamw_torch", bf16=False, use_cpu=True,
-)  # fmt: skip
+    output_dir=tempfile.mkdtemp(),
+    max_steps=1,
+    per_device_train_batch_size=4,
+    num_generations=2,
+    max_completion_length=2,
+    report_to="none",
+    optim="adamw_torch",
+    bf16=False,
+    use_cpu=True,
+)
 dataset = colour_dataset(rows=8)
 if dataset_kind == "streaming":
     dataset = dataset.to_iterable_dataset()
-trainer = GRPOTrainer(model=tiny.model, processing_class=tiny.processor, reward_funcs=exact_colour_reward, args=args,
-                      train_dataset=dataset)  # fmt: skip
-result = {"trainer_class": f"{type(trainer).__module__}.{type(trainer).__qualname__}", "error_type": None, "error": None}
+trainer = GRPOTrainer(
+    model=tiny.model,
+    processing_class=tiny.processor,
+    reward_funcs=exact_colour_reward,
+    args=args,
+    train_dataset=dataset,
+)
+result = {
+    "trainer_class": f"{type(trainer).__module__}.{type(trainer).__qualname__}",
+    "error_type": None,
+    "error": None,
+}
 try:
     trainer.train()
 except Exception as error:  # reported, not raised: the test reads it

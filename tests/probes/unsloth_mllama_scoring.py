@@ -52,12 +52,15 @@ completions = torch.randint(5, len(processor.tokenizer) - 20, (len(IMAGES), COMP
 
 
 def in_float64(inputs) -> dict:
-    return {key: value.double() if torch.is_tensor(value) and value.is_floating_point() else value
-            for key, value in inputs.items()}  # fmt: skip
+    return {
+        key: value.double() if torch.is_tensor(value) and value.is_floating_point() else value
+        for key, value in inputs.items()
+    }
 
 
-BATCH_IMAGES = in_float64(processor.image_processor(images=[images_of(row) for row in range(len(IMAGES))],
-                                                    return_tensors="pt"))  # fmt: skip
+BATCH_IMAGES = in_float64(
+    processor.image_processor(images=[images_of(row) for row in range(len(IMAGES))], return_tensors="pt")
+)
 MOST_IMAGES = max(len(images) for images in IMAGES)
 
 
@@ -71,14 +74,18 @@ def plain_logps(row: int) -> torch.Tensor:
     mask = inputs["cross_attention_mask"]
     mask = torch.nn.functional.pad(mask, (0, 0, 0, MOST_IMAGES - mask.shape[2]))
     mask = torch.cat([mask, mask[:, -1:].expand(-1, COMPLETION_LENGTH, -1, -1)], dim=1)
-    image_inputs = {key: BATCH_IMAGES[key][row : row + 1] for key in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")}
+    image_inputs = {
+        key: BATCH_IMAGES[key][row : row + 1] for key in ("pixel_values", "aspect_ratio_ids", "aspect_ratio_mask")
+    }
     logits = model(input_ids=ids, attention_mask=torch.ones_like(ids), cross_attention_mask=mask, **image_inputs).logits
     logps = logits[:, -COMPLETION_LENGTH - 1 : -1].log_softmax(-1)
     return logps.gather(-1, completions[row : row + 1, :, None]).squeeze(-1)[0]
 
 
 def vision_gradient() -> torch.Tensor:
-    return torch.cat([p.grad.flatten() for n, p in model.named_parameters() if "vision_model" in n and p.grad is not None])
+    return torch.cat(
+        [p.grad.flatten() for n, p in model.named_parameters() if "vision_model" in n and p.grad is not None]
+    )
 
 
 reference = torch.stack([plain_logps(row) for row in range(len(IMAGES))])
@@ -101,20 +108,39 @@ rl._patch_trl_rl_trainers("grpo_trainer")
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 args = GRPOConfig(
-    output_dir=tempfile.mkdtemp(), max_steps=1, per_device_train_batch_size=4, num_generations=2,
-    max_completion_length=COMPLETION_LENGTH, report_to="none", optim="adamw_torch", bf16=False, use_cpu=True,
-    loss_type="bnpo", beta=0.0,
-)  # fmt: skip
-trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=lambda completions, **kw: [0.0] * len(completions),
-                      args=args, train_dataset=colour_dataset(rows=8))  # fmt: skip
+    output_dir=tempfile.mkdtemp(),
+    max_steps=1,
+    per_device_train_batch_size=4,
+    num_generations=2,
+    max_completion_length=COMPLETION_LENGTH,
+    report_to="none",
+    optim="adamw_torch",
+    bf16=False,
+    use_cpu=True,
+    loss_type="bnpo",
+    beta=0.0,
+)
+trainer = GRPOTrainer(
+    model=model,
+    processing_class=processor,
+    reward_funcs=lambda completions, **kw: [0.0] * len(completions),
+    args=args,
+    train_dataset=colour_dataset(rows=8),
+)
 result = {"trainer_class": f"{type(trainer).__module__}.{type(trainer).__qualname__}"}
 
 
 def batch(swapped: bool = False) -> dict:
     processor.tokenizer.padding_side = "left"
     rows = range(len(IMAGES))
-    return in_float64(processor(images=[images_of(row, swapped) for row in rows],
-                                text=[prompt_text(row) for row in rows], padding=True, return_tensors="pt"))  # fmt: skip
+    return in_float64(
+        processor(
+            images=[images_of(row, swapped) for row in rows],
+            text=[prompt_text(row) for row in rows],
+            padding=True,
+            return_tensors="pt",
+        )
+    )
 
 
 def unsloth_logps(rows_per_chunk: int, swapped: bool = False) -> torch.Tensor:
@@ -138,8 +164,10 @@ def report(name, compute):
 
 
 for rows_per_chunk in (1, 2, 4):
-    report(f"logps_difference_chunks_of_{rows_per_chunk}",
-           lambda: (unsloth_logps(rows_per_chunk) - reference).abs().max().item())  # fmt: skip
+    report(
+        f"logps_difference_chunks_of_{rows_per_chunk}",
+        lambda rows=rows_per_chunk: (unsloth_logps(rows) - reference).abs().max().item(),
+    )
 report("logps_change_when_images_swap", lambda: (unsloth_logps(2, swapped=True) - reference).abs().max().item())
 
 
@@ -147,14 +175,18 @@ def loss_gradient_difference():
     inputs = batch()
     trainer.args.unsloth_grpo_mini_batch = 2
     loss_inputs = {
-        "prompt_ids": inputs["input_ids"], "prompt_mask": inputs["attention_mask"], "completion_ids": completions,
-        "completion_mask": torch.ones_like(completions), "advantages": ADVANTAGES,
+        "prompt_ids": inputs["input_ids"],
+        "prompt_mask": inputs["attention_mask"],
+        "completion_ids": completions,
+        "completion_mask": torch.ones_like(completions),
+        "advantages": ADVANTAGES,
         "num_images": [len(images) for images in IMAGES],
         # As image_batch_normalisation carries them: each image's tiles, one position long.
-        "pixel_values": inputs["pixel_values"], "aspect_ratio_ids": inputs["aspect_ratio_ids"],
+        "pixel_values": inputs["pixel_values"],
+        "aspect_ratio_ids": inputs["aspect_ratio_ids"],
         "aspect_ratio_mask": inputs["aspect_ratio_mask"],
         "cross_attention_mask": inputs["cross_attention_mask"].amax(dim=1, keepdim=True),
-    }  # fmt: skip
+    }
     model.zero_grad()
     trainer.model.train()
     loss = trainer.compute_loss(trainer.model, loss_inputs)

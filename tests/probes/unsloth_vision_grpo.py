@@ -57,16 +57,32 @@ tiny.processor.save_pretrained(directory)
 
 model, processor = FastVisionModel.from_pretrained(directory, load_in_4bit=load_in_4bit)
 model = FastVisionModel.get_peft_model(
-    model, finetune_vision_layers=True, finetune_language_layers=True, finetune_attention_modules=True,
-    finetune_mlp_modules=True, r=8, lora_alpha=16, lora_dropout=0.0, random_state=0,
+    model,
+    finetune_vision_layers=True,
+    finetune_language_layers=True,
+    finetune_attention_modules=True,
+    finetune_mlp_modules=True,
+    r=8,
+    lora_alpha=16,
+    lora_dropout=0.0,
+    random_state=0,
     use_gradient_checkpointing="unsloth",
 )
-vision_lora = {n: p.detach().float().clone() for n, p in model.named_parameters()
-               if "lora_" in n and ("visual" in n or "vision" in n)}
+vision_lora = {
+    n: p.detach().float().clone()
+    for n, p in model.named_parameters()
+    if "lora_" in n and ("visual" in n or "vision" in n)
+}
 result["vision_lora_count"] = len(vision_lora)
 colours = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
-rows = [{"prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}],
-         "image": solid_image(rgb), "answer": name} for name, rgb in list(colours.items()) * 2]
+rows = [
+    {
+        "prompt": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What colour is it?"}]}],
+        "image": solid_image(rgb),
+        "answer": name,
+    }
+    for name, rgb in list(colours.items()) * 2
+]
 generations, steps_per_generation = 4, 1
 if stress in ("two_or_none", "one_or_two"):
     rows = []
@@ -84,12 +100,26 @@ def reward(completions, **kwargs):
     return [float(len(set(text))) for text in texts]
 
 
-args = GRPOConfig(output_dir=os.path.join(directory, "out"), per_device_train_batch_size=4, num_generations=generations,
-                  gradient_accumulation_steps=1, steps_per_generation=steps_per_generation, max_completion_length=16,
-                  max_steps=int(steps), learning_rate=5e-4, logging_steps=1, report_to="none", save_strategy="no",
-                  bf16=torch.cuda.is_bf16_supported(), fp16=False, optim="adamw_torch", seed=0)
-trainer = GRPOTrainer(model=model, processing_class=processor, reward_funcs=reward, args=args,
-                      train_dataset=Dataset.from_list(rows))
+args = GRPOConfig(
+    output_dir=os.path.join(directory, "out"),
+    per_device_train_batch_size=4,
+    num_generations=generations,
+    gradient_accumulation_steps=1,
+    steps_per_generation=steps_per_generation,
+    max_completion_length=16,
+    max_steps=int(steps),
+    learning_rate=5e-4,
+    logging_steps=1,
+    report_to="none",
+    save_strategy="no",
+    bf16=torch.cuda.is_bf16_supported(),
+    fp16=False,
+    optim="adamw_torch",
+    seed=0,
+)
+trainer = GRPOTrainer(
+    model=model, processing_class=processor, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows)
+)
 result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
 result["vision_token_ids"] = vision_token_ids(model.config, processor)
 from unsloth_vlm_grpo import record_vision_gradients  # noqa: E402
@@ -109,7 +139,10 @@ result["losses"] = [entry["loss"] for entry in history if "loss" in entry]
 result["neutralised"] = [entry.get("vision_tokens/neutralised") for entry in history if "loss" in entry]
 result["steps_done"] = trainer.state.global_step
 if result["outcome"] == "trained":  # after a device-side assert the CUDA context is unusable
-    moved = [n for n, p in model.named_parameters()
-             if n in vision_lora and not torch.equal(vision_lora[n], p.detach().float())]
+    moved = [
+        n
+        for n, p in model.named_parameters()
+        if n in vision_lora and not torch.equal(vision_lora[n], p.detach().float())
+    ]
     result["vision_lora_moved"] = len(moved)
 print("RESULT " + json.dumps(result))

@@ -8,18 +8,13 @@ dropping alpha or not at all. Each image (PIL, path, bytes, numpy array or neste
 ``{"bytes", "path"}`` dict) is loaded and converted to RGB with alpha composited on white; each row's
 placeholder count is checked. Rows are never dropped: a bad row raises ``ImageInputError``. Text-only
 trainers and rows without images pass through unchanged.
-This wrapper also adds Llama 3.2 Vision's image fields to the batch it returns (``carry_into_batch``), for the
-loss forwards (``per_sample_image_scoring`` on TRL's class, ``unsloth_mllama_vision_inputs`` on Unsloth's): the
-engine allows one wrapper per target.
-Remove when: TRL normalises multimodal inputs itself, and keeps mllama's image fields in the batch (or
-move ``carry_into_batch`` to a patch of its own first).
+Remove when: TRL converts dataset images to RGB itself (not the case as of trl 1.15.0).
 """
 
 from __future__ import annotations
 
 from .._engine import GRPOTrainerMethod, Patch
 from .._images import ImageInputError, check_row, load_image, naming_the_row, row_images, to_rgb
-from .._mllama_scoring import carry_into_batch
 from .._rows import describe_trainer_rows
 
 
@@ -53,9 +48,7 @@ def _normalise_then_generate(wrapped, trainer, args, kwargs):
     else:
         rows = _normalised(trainer, kwargs["inputs"])
         kwargs = {**kwargs, "inputs": rows}
-    output = wrapped(*args, **kwargs)
-    # The engine allows one wrapper per target: per_sample_image_scoring's part of this method runs here.
-    return carry_into_batch(trainer, rows, output)
+    return wrapped(*args, **kwargs)
 
 
 PATCH = Patch(
@@ -68,5 +61,5 @@ PATCH = Patch(
         "UnslothGRPOTrainer.UnslothGRPOTrainer._generate_and_score_completions": "84f30c64c4829bb0",
     },
     reason="Images in other forms or modes than RGB PIL fail or are misread by the processor.",
-    remove_when="TRL converts dataset images to RGB itself (move the mllama carry elsewhere first).",
+    remove_when="TRL converts dataset images to RGB itself.",
 )

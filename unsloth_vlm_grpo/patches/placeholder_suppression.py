@@ -5,7 +5,7 @@ Target: ``GRPOTrainer._generate_single_turn`` on TRL's class and on Unsloth's ge
 Why: a policy that samples ``<|image_pad|>``, ``<image_soft_token>`` ... inside its completion makes the
 scoring forward count more image tokens than there are image features: Qwen2-VL, Qwen2.5-VL and Gemma 3
 crash with "Image features and image tokens do not match", or in ``get_rope_index`` with
-"'NoneType' object is not an iterator" (../shared/FINDINGS.md, measured on H200). For the duration of
+"'NoneType' object is not an iterator" (measured on an H200, 2026-11-26). For the duration of
 each generation call the ids are added to ``suppress_tokens`` of the trainer's generation config and
 generation kwargs, so transformers never samples them; text-only trainers are untouched. vLLM
 generation is not covered: with a VLM and ``use_vllm=True`` it logs one warning per trainer saying so.

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._engine import FunctionTarget, Patch
+from ..._engine import FunctionTarget, Patch
 
 MODULE = "transformers.models.mllama.processing_mllama"
 _TEXT_FIELDS = ("input_ids", "attention_mask", "cross_attention_mask")
@@ -123,12 +123,14 @@ def _process_rows_with_and_without_images(wrapped, processor, args, kwargs):
     if args or not _is_batch_of_image_lists(images, text):
         return wrapped(*args, **kwargs)
     with_images = [row for row, row_images in enumerate(images) if row_images]
-    without_images = [row for row, row_images in enumerate(images)
-                      if not row_images and processor.image_token not in text[row]]  # fmt: skip
+    without_images = [
+        row for row, row_images in enumerate(images) if not row_images and processor.image_token not in text[row]
+    ]
     if not with_images or not without_images or len(with_images) + len(without_images) != len(text):
         return wrapped(*args, **kwargs)
-    first = wrapped(**{**kwargs, "images": [images[row] for row in with_images],
-                       "text": [text[row] for row in with_images]})  # fmt: skip
+    first = wrapped(
+        **{**kwargs, "images": [images[row] for row in with_images], "text": [text[row] for row in with_images]}
+    )
     second = wrapped(**{**kwargs, "images": None, "text": [text[row] for row in without_images]})
     if not _mergeable(kwargs, first, second):
         return wrapped(*args, **kwargs)  # the processor's own answer for the whole batch

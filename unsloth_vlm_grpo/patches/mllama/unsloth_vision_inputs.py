@@ -1,4 +1,5 @@
-"""Give Llama 3.2 Vision's image fields to the forwards of Unsloth's generated trainer, per sample.
+"""Give Llama 3.2 Vision's image fields to the forwards of Unsloth's generated trainer, per sample (two patches,
+``unsloth_mllama_vision_inputs`` and ``unsloth_mllama_vision_chunks``).
 
 Targets: ``unsloth_zoo.rl_replacements.grpo_get_vision_inputs`` and ``grpo_vision_chunks``
 (unsloth_zoo 2026.10.9). Both of the generated trainer's scoring paths (``_get_per_token_logps_and_entropies``
@@ -17,8 +18,8 @@ Remove when: unsloth_zoo's ``GRPO_VISION_KEYS`` holds mllama's fields and its ch
 
 from __future__ import annotations
 
-from .._engine import FunctionTarget, Patch
-from .._mllama import FIELDS
+from ..._engine import FunctionTarget, Patch
+from ._fields import FIELDS
 
 MODULE = "unsloth_zoo.rl_replacements"
 _PER_SAMPLE = ("pixel_values", *FIELDS)
@@ -47,25 +48,35 @@ def chunks_by_sample(vision: dict, total_samples: int, batch_size: int) -> list[
     ]
 
 
-def _mllama_by_sample(wrapped, _instance, args, kwargs):
-    if wrapped.__name__ == "grpo_get_vision_inputs":
-        return _collect_mllama_fields(wrapped, *args, **kwargs)
+def _collect_then_add_mllama_fields(wrapped, _instance, args, kwargs):
+    return _collect_mllama_fields(wrapped, *args, **kwargs)
+
+
+def _chunks_by_sample_for_mllama(wrapped, _instance, args, kwargs):
     vision = args[0] if args else kwargs["vision"]
     if vision.get("aspect_ratio_ids") is None:
         return wrapped(*args, **kwargs)
     return chunks_by_sample(*args, **kwargs)
 
 
-PATCH = Patch(
+_VERIFIED = {"unsloth-zoo": "2026.10.9", "unsloth": "2026.10.9"}
+_REMOVE_WHEN = "unsloth_zoo's GRPO_VISION_KEYS holds mllama's fields and grpo_vision_chunks slices them by sample."
+
+INPUTS_PATCH = Patch(
     name="unsloth_mllama_vision_inputs",
-    targets=(FunctionTarget(MODULE, "grpo_get_vision_inputs"), FunctionTarget(MODULE, "grpo_vision_chunks")),
-    wrapper=_mllama_by_sample,
-    verified={"unsloth-zoo": "2026.10.9", "unsloth": "2026.10.9"},
-    fingerprints={
-        f"{MODULE}.grpo_get_vision_inputs": "90d3e7abd908d540",
-        f"{MODULE}.grpo_vision_chunks": "b3e525f87ca7ca39",
-    },
-    reason="unsloth_zoo's GRPO scoring drops mllama's aspect_ratio_ids/aspect_ratio_mask/cross_attention_mask "
-    "and slices its per-sample pixel_values by image.",
-    remove_when="unsloth_zoo's GRPO_VISION_KEYS holds mllama's fields and grpo_vision_chunks slices them by sample.",
+    targets=(FunctionTarget(MODULE, "grpo_get_vision_inputs"),),
+    wrapper=_collect_then_add_mllama_fields,
+    verified=_VERIFIED,
+    fingerprints={f"{MODULE}.grpo_get_vision_inputs": "90d3e7abd908d540"},
+    reason="unsloth_zoo's GRPO scoring drops mllama's aspect_ratio_ids/aspect_ratio_mask/cross_attention_mask.",
+    remove_when=_REMOVE_WHEN,
+)
+CHUNKS_PATCH = Patch(
+    name="unsloth_mllama_vision_chunks",
+    targets=(FunctionTarget(MODULE, "grpo_vision_chunks"),),
+    wrapper=_chunks_by_sample_for_mllama,
+    verified=_VERIFIED,
+    fingerprints={f"{MODULE}.grpo_vision_chunks": "b3e525f87ca7ca39"},
+    reason="unsloth_zoo's GRPO scoring slices mllama's per-sample pixel_values by image.",
+    remove_when=_REMOVE_WHEN,
 )

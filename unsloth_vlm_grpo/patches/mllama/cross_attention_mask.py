@@ -8,7 +8,7 @@ TRL left-pads the prompts. A shorter prompt then has its image range shifted rig
 positions and, through ``_update_model_kwargs_for_generation`` (which repeats the mask's last position),
 every generated token attend to no image. In the scoring forward the mask covers only the prompt, and
 ``MllamaModel.forward`` indexes it at every prompt+completion position: "IndexError: index 24 is out of
-bounds for dimension 0 with size 24" (a 24-token prompt; ``per_sample_image_scoring`` builds full masks for
+bounds for dimension 0 with size 24" (a 24-token prompt; ``mllama_scoring_fields`` builds full masks for
 TRL's own forwards, this covers any other caller). The mask is a function of the ids (each ``<|image|>`` opens a range up
 to the next image group or the end of the sequence), so it is rebuilt from the full ids: at generation
 (``prepare_inputs_for_generation`` sees all ids so far) and at every forward without a cache (scoring,
@@ -19,8 +19,8 @@ Remove when: transformers builds the mask from padded ids and extends it over th
 
 from __future__ import annotations
 
-from .._engine import FunctionTarget, Patch
-from .._mllama import cross_attention_mask_from_ids, tiles_of
+from ..._engine import FunctionTarget, Patch
+from ._fields import cross_attention_mask_from_ids, tiles_of
 
 MODULE = "transformers.models.mllama.modeling_mllama"
 

@@ -1,5 +1,5 @@
-"""Llama 3.2 Vision's image inputs in TRL's scoring and loss forwards (used by the
-``per_sample_image_scoring`` and ``image_batch_normalisation`` patches).
+"""Llama 3.2 Vision's image inputs in TRL's scoring and loss forwards (used by the ``mllama_batch_fields``,
+``mllama_scoring_fields`` and ``mllama_loss_fields`` patches).
 
 TRL 1.15 knows nothing of mllama's ``aspect_ratio_ids``, ``aspect_ratio_mask`` and
 ``cross_attention_mask``. Generation gets them (every processor output reaches ``generate``), but the
@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-from ._images import row_images
-from ._mllama import FIELDS, cross_attention_mask_from_ids, image_inputs, is_mllama, tiles_of
+from ..._images import row_images
+from ._fields import FIELDS, cross_attention_mask_from_ids, image_inputs, is_mllama, tiles_of
 
 _LOSS_BATCH: ContextVar[dict | None] = ContextVar("unsloth_vlm_grpo_mllama_loss_batch", default=None)
 
@@ -61,6 +61,11 @@ class _RowsOfEachChunk:
     def __getattr__(self, name):
         return getattr(self._model, name)
 
+    def check_every_row_scored(self) -> None:
+        rows = next(iter(self._fields.values())).size(0) if self._fields else self._next_row
+        if self._next_row != rows:
+            raise RuntimeError(f"mllama scoring: the forward chunks covered {self._next_row} of {rows} rows")
+
 
 def loss_with_image_fields(wrapped, args, kwargs):
     """Run TRL's ``_compute_loss`` with its batch's mllama fields available to the forwards inside it."""
@@ -72,15 +77,15 @@ def loss_with_image_fields(wrapped, args, kwargs):
         _LOSS_BATCH.reset(token)
 
 
-def score_with_image_fields(wrapped, trainer, args, kwargs, otherwise):
-    """TRL's ``_get_per_token_logps_and_entropies`` with mllama's fields per chunk; ``otherwise()`` for other models."""
+def score_with_image_fields(wrapped, trainer, args, kwargs):
+    """TRL's ``_get_per_token_logps_and_entropies`` with mllama's fields per chunk; other models pass through."""
     fields = {key: kwargs.pop(key) for key in FIELDS if key in kwargs}
     if not fields:
         fields = dict(_LOSS_BATCH.get() or {})
     model = args[0] if args else kwargs["model"]
     unwrapped = trainer.accelerator.unwrap_model(model)
     if not fields or not is_mllama(unwrapped):
-        return otherwise()
+        return wrapped(*args, **kwargs)
     # Slice per sample here: TRL would slice mllama's per-sample pixel_values per image.
     if kwargs.get("pixel_values") is not None:
         fields["pixel_values"] = kwargs["pixel_values"]
@@ -90,4 +95,6 @@ def score_with_image_fields(wrapped, trainer, args, kwargs, otherwise):
         args = (proxy, *args[1:])
     else:
         kwargs["model"] = proxy
-    return wrapped(*args, **kwargs)
+    result = wrapped(*args, **kwargs)
+    proxy.check_every_row_scored()
+    return result

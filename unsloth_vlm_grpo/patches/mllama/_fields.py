@@ -1,4 +1,4 @@
-"""Llama 3.2 Vision (``mllama``) helpers shared by its patches.
+"""Llama 3.2 Vision (``mllama``) helpers shared by its patches: its fields, and its cross-attention mask.
 
 Mllama is a cross-attention VLM: each image is one ``<|image|>`` token in the text, its features enter the
 language model through cross-attention layers, and ``cross_attention_mask`` (batch, tokens, images, tiles)
