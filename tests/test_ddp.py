@@ -1,7 +1,7 @@
 """DDP on CPU: two processes (gloo) train a tiny VLM through the patched stock ``trl.GRPOTrainer``, launched
 as users launch it, with ``accelerate launch``; the probe is ``tests/probes/ddp_grpo.py``.
 
-The run uses the README's ``accelerate_configs/ddp_2gpu.yaml`` (MULTI_GPU, 2 processes: the torchrun
+The run uses docs/multi-gpu.md's ``accelerate_configs/ddp_2gpu.yaml`` (MULTI_GPU, 2 processes: the torchrun
 launcher) with ``--mixed_precision no``; without CUDA, ``use_cpu=True`` in the GRPOConfig (the probe sets it)
 makes the two processes train on the CPU over gloo (``accelerate launch --multi_gpu --num_processes 2`` does
 the same without a config file). Accelerate's
@@ -19,7 +19,7 @@ import pytest
 from conftest import ROOT, run_probe
 
 PROBE = str(ROOT / "tests" / "probes" / "ddp_grpo.py")
-CONFIG = str(ROOT / "accelerate_configs" / "ddp_2gpu.yaml")  # the README's config (2 processes, MULTI_GPU)
+CONFIG = str(ROOT / "accelerate_configs" / "ddp_2gpu.yaml")  # docs/multi-gpu.md's config (2 processes, MULTI_GPU)
 STEPS, GLOBAL_BATCH, GENERATIONS, WORLD = 3, 16, 4, 2
 LAUNCH = [
     "-m",
@@ -133,7 +133,7 @@ def same_prompts_per_step(single: dict, ranks: list[dict], steps: int) -> None:
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory) -> list[dict]:
-    # The README's config file; without CUDA, torchrun's two processes train on the CPU (gloo) and mixed
+    # The documented config file (docs/multi-gpu.md); without CUDA, torchrun's two processes train on the CPU (gloo) and mixed
     # precision is overridden to fp32 (bf16 is for the GPUs).
     launcher = ["-m", "accelerate.commands.launch", "--config_file", CONFIG, "--mixed_precision", "no"]
     result = launch(tmp_path_factory.mktemp("ddp"), launcher, PROBE_ARGS)
@@ -163,7 +163,7 @@ def test_ddp_keeps_the_ranks_weights_identical(ranks):
 
 def test_accelerate_cpu_flag_starts_one_process(ranks, tmp_path):
     """``accelerate launch --cpu --num_processes 2`` runs the script once, not in two processes (Accelerate
-    1.x's simple launcher): pinned so that the README's advice is revisited if Accelerate changes it. That one
+    1.x's simple launcher): pinned so that docs/multi-gpu.md's advice is revisited if Accelerate changes it. That one
     process, with the same global batch, takes the same prompts per step as the two ranks together."""
     result = launch(tmp_path, [*LAUNCH, "--cpu", "--num_processes", str(WORLD)], PROBE_ARGS)
     (single,) = result["ranks"]

@@ -2,7 +2,7 @@
 
 Each generation toggles gradient checkpointing, and each re-enable adds a ``make_inputs_require_grads``
 hook to every input embedding. Under Unsloth, Gemma 3's compiled vision embedding recompiles for each new
-hook (GPU run: README "Support"); here, on CPU with TRL's class, the hooks are counted directly.
+hook (GPU run: docs/verification.md); here, on CPU with TRL's class, the hooks are counted directly.
 """
 
 import pytest
