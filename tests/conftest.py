@@ -51,6 +51,26 @@ def run_probe(args: list[str], tmp_path: Path, env: dict[str, str] | None = None
     )
 
 
+@pytest.fixture
+def patched():
+    """The library patched for the test, unpatched after it."""
+    import unsloth_vlm_grpo
+
+    unsloth_vlm_grpo.patch()
+    yield
+    unsloth_vlm_grpo.unpatch()
+
+
+@pytest.fixture
+def unpatched():
+    """The library unpatched before and after the test (tests that patch in their own way)."""
+    import unsloth_vlm_grpo
+
+    unsloth_vlm_grpo.unpatch()
+    yield
+    unsloth_vlm_grpo.unpatch()
+
+
 @pytest.fixture(scope="session")
 def tiny_factory():
     from unsloth_vlm_grpo.tiny import build_tiny_vlm

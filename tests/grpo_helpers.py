@@ -6,9 +6,14 @@ import math
 
 import torch
 from datasets import Dataset
+from peft import LoraConfig
 
-from unsloth_vlm_grpo.tiny import solid_image
+from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, solid_image
 
+# LoRA on every linear layer of the tiny models' language and vision towers.
+VISION_AND_LANGUAGE_LORA = LoraConfig(
+    r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
+)
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255), "yellow": (255, 255, 0)}
 
 

@@ -8,18 +8,12 @@ from PIL import Image
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from trl import GRPOTrainer
 
-import unsloth_vlm_grpo
 from unsloth_vlm_grpo import ImageInputError
 from unsloth_vlm_grpo._images import load_image
 
 from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
 
-
-@pytest.fixture(autouse=True)
-def _patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("patched")
 
 
 def _expect_failure_before_training(trainer, message):

@@ -8,7 +8,6 @@ from datasets import Dataset, concatenate_datasets
 from PIL import Image
 from trl import GRPOTrainer
 
-import unsloth_vlm_grpo
 from unsloth_vlm_grpo import ImageInputError
 
 from grpo_helpers import distinct_characters_reward, grpo_config
@@ -16,11 +15,7 @@ from grpo_helpers import distinct_characters_reward, grpo_config
 BROKEN = 1  # the row of the original dataset whose image file is missing
 
 
-@pytest.fixture(autouse=True)
-def _patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("patched")
 
 
 @pytest.fixture

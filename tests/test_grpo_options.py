@@ -4,13 +4,18 @@ finite losses and moved weights."""
 import pytest
 import torch
 from datasets import Dataset
-from peft import LoraConfig
 from trl import GRPOTrainer
 
-import unsloth_vlm_grpo
-from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, solid_image
+from unsloth_vlm_grpo.tiny import solid_image
 
-from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses
+from grpo_helpers import (
+    COLOURS,
+    VISION_AND_LANGUAGE_LORA,
+    colour_dataset,
+    distinct_characters_reward,
+    grpo_config,
+    logged_losses,
+)
 
 OPTIONS = {
     **{
@@ -26,16 +31,8 @@ OPTIONS = {
     "gradient_checkpointing=False": {"gradient_checkpointing": False},
 }
 
-VISION_AND_LANGUAGE_LORA = LoraConfig(
-    r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
-)
 
-
-@pytest.fixture(autouse=True)
-def _patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("patched")
 
 
 def _trainable(model) -> dict[str, torch.Tensor]:

@@ -9,7 +9,6 @@ from datasets import Dataset
 from PIL import Image
 from trl import GRPOTrainer
 
-import unsloth_vlm_grpo
 from unsloth_vlm_grpo._images import ImageInputError, check_row, load_image, to_rgb
 from unsloth_vlm_grpo.tiny import FAMILIES
 
@@ -147,13 +146,6 @@ def test_string_prompts_get_placeholders_from_trl_and_are_not_counted():
 
 
 # --- through the patched trainer ------------------------------------------------------------------
-
-
-@pytest.fixture
-def patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
 
 
 def _form_rows(form, tmp_path):

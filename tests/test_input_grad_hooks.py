@@ -7,7 +7,6 @@ hook (GPU run: docs/verification.md); here, on CPU with TRL's class, the hooks a
 
 import pytest
 import torch
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from transformers import TrainerCallback
 from trl import GRPOTrainer
 
@@ -19,7 +18,7 @@ from unsloth_vlm_grpo.patches.stale_input_grad_hooks import (
 )
 
 from conftest import ROOT, run_probe
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
+from grpo_helpers import VISION_AND_LANGUAGE_LORA, colour_dataset, distinct_characters_reward, grpo_config
 
 
 def require_grads_hooks(model: torch.nn.Module) -> dict[str, int]:

@@ -11,7 +11,6 @@ covers several.
 
 import pytest
 
-import unsloth_vlm_grpo
 from unsloth_vlm_grpo.colour_task import COLOURS, ColourTaskRun, completion_text, train_colour_task
 
 CHANCE = 1 / len(COLOURS)
@@ -24,11 +23,7 @@ SEEDS = {"qwen2_5_vl": 1, "qwen3_vl": 2, "idefics3": 3, "llava_next": 4, "mllama
 CONTROL_FAMILIES = ["qwen2_5_vl"]
 
 
-@pytest.fixture(autouse=True)
-def _patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("patched")
 
 
 def learned_from_chance(run: ColourTaskRun) -> bool:

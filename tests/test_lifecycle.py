@@ -13,11 +13,7 @@ TRAINER = grpo_trainer.GRPOTrainer
 WRAPPED_ON_TRAINER = ("_generate", "_generate_single_turn")
 
 
-@pytest.fixture(autouse=True)
-def _unpatched():
-    unsloth_vlm_grpo.unpatch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("unpatched")
 
 
 def _originals():

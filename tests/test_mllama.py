@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 from datasets import Dataset
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
@@ -16,14 +15,15 @@ from unsloth_vlm_grpo.patches.mllama._fields import cross_attention_mask_from_id
 from unsloth_vlm_grpo.tiny import favour_token, solid_image
 
 from conftest import ROOT, run_probe
-from grpo_helpers import COLOURS, colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
-
-
-@pytest.fixture
-def patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+from grpo_helpers import (
+    COLOURS,
+    VISION_AND_LANGUAGE_LORA,
+    colour_dataset,
+    distinct_characters_reward,
+    grpo_config,
+    logged_losses,
+    weights_of,
+)
 
 
 @pytest.fixture

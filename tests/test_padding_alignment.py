@@ -17,13 +17,6 @@ from alignment import check_rows_score_as_if_alone
 from grpo_helpers import COLOURS, grpo_config, saved_and_loaded, varied_colour_dataset, varied_image
 
 
-@pytest.fixture
-def patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
-
-
 def _trainer(family, padding_side, tmp_path, tiny_factory):
     from trl import GRPOTrainer
 

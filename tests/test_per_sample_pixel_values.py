@@ -14,11 +14,7 @@ import unsloth_vlm_grpo
 
 from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
 
-
-@pytest.fixture(autouse=True)
-def _unpatched_afterwards():
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("unpatched")
 
 
 COLOURS = {"red": (255, 0, 0), "blue": (0, 0, 255)}

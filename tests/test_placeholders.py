@@ -12,11 +12,7 @@ from unsloth_vlm_grpo.tiny import FAMILIES, favour_token
 from conftest import ROOT, run_probe
 from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses
 
-
-@pytest.fixture(autouse=True)
-def _unpatched_afterwards():
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("unpatched")
 
 
 def _stressed_trainer(tiny_factory, family, output_dir, steps):

@@ -5,16 +5,9 @@ from datasets import Dataset
 from PIL import Image
 from trl import GRPOTrainer
 
-import unsloth_vlm_grpo
-
 from grpo_helpers import COLOURS, grpo_config, varied_colour_dataset
 
-
-@pytest.fixture(autouse=True)
-def _patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("patched")
 
 
 def _as_images_column(dataset: Dataset) -> Dataset:

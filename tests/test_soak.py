@@ -6,13 +6,12 @@ import math
 import random
 
 from datasets import Dataset
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
 from unsloth_vlm_grpo.tiny import favour_token, solid_image
 
-from grpo_helpers import COLOURS, grpo_config
+from grpo_helpers import COLOURS, VISION_AND_LANGUAGE_LORA, grpo_config
 
 STEPS = 200
 

@@ -12,12 +12,7 @@ from unsloth_vlm_grpo import UnsupportedVersionError, _versions
 
 from conftest import ROOT
 
-
-@pytest.fixture(autouse=True)
-def _unpatched():
-    unsloth_vlm_grpo.unpatch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("unpatched")
 
 
 def test_pyproject_pins_the_verified_stack():

@@ -2,19 +2,13 @@
 gradient checkpointing, reentrant or not (Unsloth's checkpointing: tests/gpu)."""
 
 import pytest
-from test_grpo_options import VISION_AND_LANGUAGE_LORA
 from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
 
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config
+from grpo_helpers import VISION_AND_LANGUAGE_LORA, colour_dataset, distinct_characters_reward, grpo_config
 
-
-@pytest.fixture(autouse=True)
-def _patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
+pytestmark = pytest.mark.usefixtures("patched")
 
 
 @pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next"])

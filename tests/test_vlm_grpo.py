@@ -10,13 +10,6 @@ from unsloth_vlm_grpo.tiny import FAMILIES
 from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
 
 
-@pytest.fixture
-def patched():
-    unsloth_vlm_grpo.patch()
-    yield
-    unsloth_vlm_grpo.unpatch()
-
-
 @pytest.mark.parametrize("family", FAMILIES)
 def test_patched_stock_trainer_trains_a_tiny_vlm(family, patched, tiny_factory, tmp_path):
     tiny = tiny_factory(family)  # asserts that logits depend on the image

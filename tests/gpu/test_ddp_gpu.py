@@ -44,7 +44,9 @@ import statistics
 
 import pytest
 import torch
-from test_ddp import (
+
+from conftest import run_python
+from ddp_checks import (
     CONFIG,
     PROBE,
     by_rank,
@@ -55,8 +57,6 @@ from test_ddp import (
     check_weights_in_sync,
     same_prompts_per_step,
 )
-
-from conftest import run_python
 
 pytestmark = [
     pytest.mark.gpu,

@@ -14,13 +14,17 @@ mode, workdir, tests_dir = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 sys.path.insert(0, tests_dir)
 
 import torch  # noqa: E402
-from test_grpo_options import VISION_AND_LANGUAGE_LORA  # noqa: E402
 from trl import GRPOTrainer  # noqa: E402
 
 import unsloth_vlm_grpo  # noqa: E402
 from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
 
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config  # noqa: E402
+from grpo_helpers import (  # noqa: E402
+    VISION_AND_LANGUAGE_LORA,  # noqa: E402
+    colour_dataset,
+    distinct_characters_reward,
+    grpo_config,
+)
 
 unsloth_vlm_grpo.patch()
 tiny = build_tiny_vlm("qwen2_5_vl", seed=0)
