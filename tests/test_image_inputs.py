@@ -12,7 +12,14 @@ from trl import GRPOTrainer
 from unsloth_vlm_grpo._images import ImageInputError, check_row, load_image, to_rgb
 from unsloth_vlm_grpo.tiny import FAMILIES
 
-from grpo_helpers import distinct_characters_reward, grpo_config, logged_losses
+from grpo_helpers import (
+    VARIED_QUESTIONS,
+    VARIED_SIZES,
+    distinct_characters_reward,
+    grpo_config,
+    logged_losses,
+    saved_and_loaded,
+)
 
 
 def _png_bytes(image: Image.Image) -> bytes:
@@ -172,13 +179,18 @@ def _form_rows(form, tmp_path):
             Image.new("RGB", (56, 56)),
             Image.new("CMYK", (56, 56)),
         ]
-    rows = [{"prompt": _prompt(1), "images": [value]} for value in values]
+    if form == "pil-modes":  # several sizes and aspect ratios too
+        values = [value.resize(VARIED_SIZES[(index // 2) % len(VARIED_SIZES)]) for index, value in enumerate(values)]
+    questions = [VARIED_QUESTIONS[index % len(VARIED_QUESTIONS)] for index in range(len(values))]
+    rows = [
+        {"prompt": _prompt(1, question), "images": [value]} for value, question in zip(values, questions, strict=True)
+    ]
     for index in (1, 3, 5, 7):
-        rows[index] = {"prompt": _prompt(0), "images": []}
+        rows[index] = {"prompt": _prompt(0, questions[index]), "images": []}
     return rows
 
 
-def _train_recording_image_counts(tiny, dataset, output_dir) -> list[list[int]]:
+def _train_recording_image_counts(model, processor, dataset, output_dir) -> list[list[int]]:
     """Train 2 steps; return each reward call's sorted per-row image counts, after checking the losses."""
     image_counts_per_batch = []
 
@@ -187,8 +199,8 @@ def _train_recording_image_counts(tiny, dataset, output_dir) -> list[list[int]]:
         return distinct_characters_reward(completions)
 
     trainer = GRPOTrainer(
-        model=tiny.model,
-        processing_class=tiny.processor,
+        model=model,
+        processing_class=processor,
         reward_funcs=reward,
         args=grpo_config(output_dir, max_steps=2, per_device_train_batch_size=8, num_generations=2),
         train_dataset=dataset,
@@ -200,16 +212,20 @@ def _train_recording_image_counts(tiny, dataset, output_dir) -> list[list[int]]:
 
 @pytest.mark.parametrize("form", ["paths", "bytes", "arrays", "pil-modes"])
 def test_image_forms_and_text_only_rows_train(form, patched, tiny_factory, tmp_path):
+    tiny = tiny_factory("qwen2_5_vl")
     counts = _train_recording_image_counts(
-        tiny_factory("qwen2_5_vl"), Dataset.from_list(_form_rows(form, tmp_path)), tmp_path
+        tiny.model, tiny.processor, Dataset.from_list(_form_rows(form, tmp_path)), tmp_path
     )
     assert any(batch[0] == 0 and batch[-1] == 1 for batch in counts), counts
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_every_family_trains_on_batches_mixing_image_and_text_only_rows(family, patched, tiny_factory, tmp_path):
+    """Rows with and without images, of different question lengths, image sizes and modes; model and processor
+    loaded from disk."""
+    model, processor = saved_and_loaded(tiny_factory(family), tmp_path / "checkpoint")
     counts = _train_recording_image_counts(
-        tiny_factory(family), Dataset.from_list(_form_rows("pil-modes", tmp_path)), tmp_path
+        model, processor, Dataset.from_list(_form_rows("pil-modes", tmp_path)), tmp_path / "out"
     )
     assert any(batch[0] == 0 and batch[-1] == 1 for batch in counts), counts
 

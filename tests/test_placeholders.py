@@ -10,20 +10,29 @@ from unsloth_vlm_grpo.patches.placeholder_neutralisation import neutralise
 from unsloth_vlm_grpo.tiny import FAMILIES, favour_token
 
 from conftest import ROOT, run_probe
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses
+from grpo_helpers import (
+    colour_dataset,
+    distinct_characters_reward,
+    grpo_config,
+    logged_losses,
+    saved_and_loaded,
+    varied_colour_dataset,
+)
 
 pytestmark = pytest.mark.usefixtures("unpatched")
 
 
 def _stressed_trainer(tiny_factory, family, output_dir, steps):
+    """A policy pushed to sample the image placeholder, loaded from disk, on rows of varied lengths and sizes."""
     tiny = tiny_factory(family)
     favour_token(tiny.model, tiny.processor, tiny.model.config.image_token_id)
+    model, processor = saved_and_loaded(tiny, output_dir / "checkpoint")
     return GRPOTrainer(
-        model=tiny.model,
-        processing_class=tiny.processor,
+        model=model,
+        processing_class=processor,
         reward_funcs=distinct_characters_reward,
-        args=grpo_config(output_dir, max_steps=steps),
-        train_dataset=colour_dataset(),
+        args=grpo_config(output_dir / "out", max_steps=steps, per_device_train_batch_size=8, num_generations=2),
+        train_dataset=varied_colour_dataset(),
     )
 
 

@@ -7,23 +7,33 @@ from trl import GRPOTrainer
 import unsloth_vlm_grpo
 from unsloth_vlm_grpo.tiny import FAMILIES
 
-from grpo_helpers import colour_dataset, distinct_characters_reward, grpo_config, logged_losses, weights_of
+from grpo_helpers import (
+    colour_dataset,
+    distinct_characters_reward,
+    grpo_config,
+    logged_losses,
+    saved_and_loaded,
+    varied_colour_dataset,
+    weights_of,
+)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_patched_stock_trainer_trains_a_tiny_vlm(family, patched, tiny_factory, tmp_path):
-    tiny = tiny_factory(family)  # asserts that logits depend on the image
-    before = weights_of(tiny.model)
+    """As a user runs it: model and processor loaded from disk, questions of different lengths and images of
+    several sizes and aspect ratios in each batch."""
+    model, processor = saved_and_loaded(tiny_factory(family), tmp_path / "checkpoint")  # the image path is live
+    before = weights_of(model)
     trainer = GRPOTrainer(
-        model=tiny.model,
-        processing_class=tiny.processor,
+        model=model,
+        processing_class=processor,
         reward_funcs=distinct_characters_reward,
-        args=grpo_config(tmp_path),
-        train_dataset=colour_dataset(),
+        args=grpo_config(tmp_path / "out", per_device_train_batch_size=8, num_generations=2),  # 4 prompts a batch
+        train_dataset=varied_colour_dataset().shuffle(seed=0),
     )
     trainer.train()
     assert len(logged_losses(trainer)) == 2
-    assert not torch.equal(before, weights_of(tiny.model))
+    assert not torch.equal(before, weights_of(model))
 
 
 def test_unpatched_trainer_cannot_score_on_cpu(tiny_factory, tmp_path):
