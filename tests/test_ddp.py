@@ -76,6 +76,7 @@ def test_ddp_keeps_the_ranks_weights_identical(ranks):
     check_weights_in_sync(ranks)
 
 
+@pytest.mark.upstream
 def test_accelerate_cpu_flag_starts_one_process(ranks, tmp_path):
     """``accelerate launch --cpu --num_processes 2`` runs the script once, not in two processes (Accelerate
     1.x's simple launcher): pinned so that docs/multi-gpu.md's advice is revisited if Accelerate changes it. That one

@@ -1,4 +1,4 @@
-"""Version-pinned guards: on the pinned stack every patch target exists and its source is the one the
+"""Version-pinned guards (marker ``upstream``): on the pinned stack every patch target exists and its source is the one the
 patch was verified against. When trl or unsloth changes a target, exactly these tests fail and name
 the patch to re-verify."""
 
@@ -8,6 +8,8 @@ from unsloth_vlm_grpo._engine import FOLLOW_UNSLOTH_TRAINER
 from unsloth_vlm_grpo.patches import ALL_PATCHES
 
 from conftest import ROOT, run_probe
+
+pytestmark = pytest.mark.upstream
 
 DECLARED = [
     (patch.name, label, value)

@@ -264,6 +264,7 @@ def test_missing_file_in_dataset_fails_before_training(patched, tiny_factory, tm
         trainer.train()
 
 
+@pytest.mark.upstream
 def test_trl_has_no_prompt_truncation_that_could_cut_image_tokens():
     """TRL 1.15 removed ``max_prompt_length``: prompts (and their image tokens) are never truncated. If a
     future TRL adds a prompt-length limit, this test fails and the library must guard it."""

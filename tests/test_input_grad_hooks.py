@@ -75,6 +75,7 @@ def test_hooks_stay_one_per_embedding_and_gradients_still_flow(peft, tiny_factor
     assert gradients.norms and gradients.missing == []
 
 
+@pytest.mark.upstream
 def test_unpatched_hooks_pile_up(tiny_factory, tmp_path):
     """The control: every other patch applied, this one not: every step leaves more hooks on each embedding."""
     unsloth_vlm_grpo.patch(exclude=("stale_input_grad_hooks",))

@@ -76,6 +76,7 @@ def test_reference_forward_with_lora_and_beta(patched, tiny, tmp_path):
     assert not torch.equal(before, weights_of(trainer.model))
 
 
+@pytest.mark.upstream
 def test_unpatched_loss_forward_lacks_the_aspect_ratio_ids(tiny, tmp_path):
     """The control: TRL 1.15 alone (with only the CPU log-prob fallback) cannot score an mllama batch."""
     unsloth_vlm_grpo.patch(exclude=("mllama_cross_attention_mask", "mllama_scoring_fields", "mllama_loss_fields"))
@@ -219,6 +220,7 @@ def _first_scores(tiny, mask_layout):
     return out.scores[0]
 
 
+@pytest.mark.upstream
 def test_unpatched_generation_misreads_the_processor_mask(tiny):
     """The control: unpatched, the processor's unpadded mask shifts the shorter row's image range, whose last
     prompt token (so its whole completion) then attends to no image: its logits differ from those with a
@@ -252,6 +254,7 @@ def test_unsloths_generated_trainer_scores_mllama_like_transformers(tmp_path):
     assert result["vision_gradient_norm"] > 0.1 * result["reference_vision_gradient_norm"]
 
 
+@pytest.mark.upstream
 def test_unpatched_unsloth_trainer_drops_mllamas_image_fields(tmp_path):
     """The control, as measured on an H200 with unsloth 2026.10.9: without the library, unsloth_zoo's scoring
     never passes aspect_ratio_ids to the model."""
@@ -380,6 +383,7 @@ def test_processor_calls_it_cannot_merge_get_the_processors_own_answer(patched, 
         )
 
 
+@pytest.mark.upstream
 def test_unpatched_processor_refuses_rows_without_images_next_to_image_rows(tiny):
     with pytest.raises(ValueError, match="there should be either no images or at least one image per sample"):
         tiny.processor.apply_chat_template(

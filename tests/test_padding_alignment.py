@@ -47,6 +47,7 @@ def test_each_row_scores_as_if_alone(family, padding_side, tmp_path, tiny_factor
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
+@pytest.mark.upstream
 def test_without_the_patch_right_padding_misaligns(family, tmp_path, tiny_factory):
     """Control: the check above fails for TRL as it is (so it can fail)."""
     unsloth_vlm_grpo.patch(exclude=("left_padded_image_fields",))

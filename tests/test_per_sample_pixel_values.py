@@ -49,6 +49,7 @@ def test_idefics3_trains_on_rows_with_two_images_and_rows_with_none(tiny_factory
     assert len(logged_losses(trainer)) == 6
 
 
+@pytest.mark.upstream
 def test_without_the_two_patches_the_same_run_crashes(tiny_factory, tmp_path):
     report = unsloth_vlm_grpo.patch(exclude=("padded_pixel_values_scoring", "per_sample_pixel_values_shuffling"))
     assert sorted(entry.patch for entry in report.excluded) == [
@@ -113,6 +114,7 @@ def test_mllama_keeps_each_rows_images_through_the_shuffle(tiny_factory, tmp_pat
     assert with_images > 0 and wrong == 0
 
 
+@pytest.mark.upstream
 def test_without_the_shuffling_patch_mllama_rows_train_on_other_rows_images(tiny_factory, tmp_path):
     """The control: TRL's class splits the per-sample pixel values by image count, silently."""
     unsloth_vlm_grpo.patch(exclude=("per_sample_pixel_values_shuffling",))

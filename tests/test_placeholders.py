@@ -59,6 +59,7 @@ def test_patched_trainer_survives_20_steps_of_placeholder_pressure(family, tiny_
 
 # mllama is left out: unpatched TRL cannot score it at all (tests/test_mllama.py has its controls).
 @pytest.mark.parametrize("family", [family for family in FAMILIES if family != "mllama"])
+@pytest.mark.upstream
 def test_unpatched_trainer_crashes_under_placeholder_pressure(family, tmp_path):
     result = run_probe(
         [str(ROOT / "tests" / "probes" / "placeholder_control.py"), family, str(ROOT / "tests")],

@@ -36,6 +36,7 @@ def test_patched_stock_trainer_trains_a_tiny_vlm(family, patched, tiny_factory, 
     assert not torch.equal(before, weights_of(model))
 
 
+@pytest.mark.upstream
 def test_unpatched_trainer_cannot_score_on_cpu(tiny_factory, tmp_path):
     """The control: without the library, TRL 1.15's fused-head kernel fails on a machine without a GPU."""
     if torch.cuda.is_available():

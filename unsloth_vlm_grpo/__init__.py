@@ -30,19 +30,19 @@ __all__ = [
 logging.getLogger("unsloth_vlm_grpo").addHandler(logging.NullHandler())
 
 
-def patch(strict: bool = True, exclude: tuple[str, ...] = ()) -> PatchReport:
+def patch(strict: bool = True, exclude: tuple[str, ...] = (), include: tuple[str, ...] = ()) -> PatchReport:
     """Patch ``trl.GRPOTrainer`` (TRL's class and Unsloth's generated one) to train VLMs.
 
     Works before or after ``import unsloth``: targets not imported yet are patched when they are.
     With ``strict=True`` an installed package outside the verified stack raises
     ``UnsupportedVersionError``; with ``strict=False`` only patches whose target source is unchanged are
-    applied, and the report says which were skipped. ``exclude`` names patches to leave out (see
-    ``patch_names()``); an unknown name raises ``ValueError``. Calling it again with the same options
-    changes nothing; with other options it first undoes the previous call.
+    applied, and the report says which were skipped. ``exclude`` names patches to leave out, ``include`` the
+    opt-in ones to apply (see ``patch_names()``); an unknown name raises ``ValueError``. Calling it again with
+    the same options changes nothing; with other options it first undoes the previous call.
     """
     from .patches import ALL_PATCHES
 
-    return _engine.apply(ALL_PATCHES, strict=strict, exclude=exclude)
+    return _engine.apply(ALL_PATCHES, strict=strict, exclude=exclude, include=include)
 
 
 def patch_names() -> list[str]:

@@ -192,7 +192,8 @@ class Patch:
     """One compatibility shim. Every field is part of the declaration the issue tracker asks for.
 
     name: short identifier. targets: what gets wrapped (``watches``: what is only fingerprinted). wrapper: a wrapt wrapper
-    ``(wrapped, instance, args, kwargs)``. verified: package versions the wrapper was verified against.
+    ``(wrapped, instance, args, kwargs)``. verified: package versions the wrapper was verified against (named
+    when a changed target is refused or skipped).
     fingerprints: target label -> hash of its source at verification time. reason: the failure it fixes.
     remove_when: the upstream change that makes it unnecessary. on_remove: undoes side effects the
     wrapper left on objects (hooks), called by ``unpatch()``.
@@ -208,6 +209,8 @@ class Patch:
     on_remove: Callable[[], None] | None = None
     # Targets whose source the patch relies on without wrapping them (fingerprinted, never wrapped).
     watches: tuple = ()
+    # Applied only when named in patch(include=...): not yet measured to pay by default.
+    opt_in: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "fingerprints", MappingProxyType(dict(self.fingerprints)))
@@ -226,7 +229,9 @@ class Patch:
 class ReportEntry:
     patch: str
     target: str
-    status: str  # "applied", "watched", "pending", "skipped" or "excluded"; a plan() says "apply" for "applied"
+    # "applied", "watched", "pending", "skipped", "excluded" (patch(exclude=...)) or "opt-in" (not in
+    # patch(include=...)); a plan() says "apply" for "applied"
+    status: str
     detail: str = ""
 
     def __str__(self) -> str:
@@ -259,6 +264,11 @@ class PatchReport:
     def excluded(self) -> list[ReportEntry]:
         return self._with("excluded")
 
+    @property
+    def opt_in(self) -> list[ReportEntry]:
+        """Opt-in patches left out (not named in ``patch(include=...)``)."""
+        return self._with("opt-in")
+
     def __str__(self) -> str:
         return "\n".join(str(entry) for entry in self.entries) or "(no patches)"
 
@@ -278,7 +288,7 @@ class _Registry:
     patches: tuple[Patch, ...] = ()
     active: bool = False
     strict: bool = True
-    excluded: tuple[str, ...] = ()
+    left_out: tuple[ReportEntry, ...] = ()  # what patch(exclude=..., include=...) left out, as reported
     # (id(owner), attribute, patch name) -> what that patch replaced, in the order applied.
     applied: dict[tuple[int, str, str], _Applied] = field(default_factory=dict)
     hooked_modules: set[str] = field(default_factory=set)
@@ -293,7 +303,8 @@ def _fingerprint_problem(patch: Patch, site: Site) -> str | None:
     found = fingerprint(site.fingerprint_source)
     if expected == found:
         return None
-    return f"source fingerprint {found} differs from verified {expected or 'none recorded'}"
+    versions = ", ".join(f"{name} {version}" for name, version in patch.verified.items())
+    return f"source fingerprint {found} differs from verified {expected or 'none recorded'} (verified with {versions})"
 
 
 def _refuse_or_skip(patch: Patch, site: Site, problem: str) -> ReportEntry:
@@ -354,7 +365,7 @@ def _pending(patch: Patch) -> ReportEntry:
 
 
 def _apply_all() -> list[ReportEntry]:
-    entries = [ReportEntry(name, "-", "excluded", "patch(exclude=...)") for name in REGISTRY.excluded]
+    entries = list(REGISTRY.left_out)
     for patch in (FOLLOW_UNSLOTH_TRAINER, *REGISTRY.patches):
         resolved = _resolved(patch, REGISTRY.strict)
         if isinstance(resolved, ReportEntry):
@@ -372,6 +383,9 @@ def plan(patches: tuple[Patch, ...]) -> list[ReportEntry]:
     "skipped" per patch and site (for ``doctor``)."""
     entries = []
     for patch in (FOLLOW_UNSLOTH_TRAINER, *patches):
+        if patch.opt_in:
+            entries.append(ReportEntry(patch.name, "-", "opt-in", "applied with patch(include=...)"))
+            continue
         resolved = _resolved(patch, strict=False)
         if isinstance(resolved, ReportEntry):
             entries.append(resolved)
@@ -396,20 +410,29 @@ def refresh() -> None:
             _apply_all()
 
 
-def select(patches: tuple[Patch, ...], exclude: tuple[str, ...] | list[str] | set[str]) -> tuple[Patch, ...]:
-    """``patches`` less those named in ``exclude``; an unknown name raises ``ValueError`` listing the known."""
-    if isinstance(exclude, str):
-        exclude = (exclude,)
+def select(patches: tuple[Patch, ...], exclude=(), include=()) -> tuple[Patch, ...]:
+    """The patches to apply: every default one not in ``exclude``, and the opt-in ones named in ``include``.
+
+    An unknown name raises ``ValueError`` listing the known ones."""
+    exclude, include = _names(exclude), _names(include)
     names = [patch.name for patch in patches]
-    unknown = sorted(set(exclude) - set(names))
-    if unknown:
-        raise ValueError(f"patch(exclude=...): unknown patch name(s) {unknown}; the patches are {names}")
-    return tuple(patch for patch in patches if patch.name not in set(exclude))
+    for option, given in (("exclude", exclude), ("include", include)):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"patch({option}=...): unknown patch name(s) {unknown}; the patches are {names}")
+    return tuple(
+        patch for patch in patches if patch.name not in exclude and (not patch.opt_in or patch.name in include)
+    )
 
 
-def apply(patches: tuple[Patch, ...], strict: bool, exclude=()) -> PatchReport:
+def _names(given) -> tuple[str, ...]:
+    return (given,) if isinstance(given, str) else tuple(given)
+
+
+def apply(patches: tuple[Patch, ...], strict: bool, exclude=(), include=()) -> PatchReport:
+    exclude, include = _names(exclude), _names(include)
     with REGISTRY.lock:
-        chosen = select(patches, exclude)
+        chosen = select(patches, exclude, include)
         if REGISTRY.active and (chosen != REGISTRY.patches or strict != REGISTRY.strict):
             remove()  # patch() again with other options: start from the unpatched state
         failed = [check for check in check_stack() if not check.ok]
@@ -418,7 +441,13 @@ def apply(patches: tuple[Patch, ...], strict: bool, exclude=()) -> PatchReport:
                 raise UnsupportedVersionError(unsupported_version_message(failed))
             logger.warning("%s", unsupported_version_message(failed))
         REGISTRY.patches, REGISTRY.strict, REGISTRY.active = chosen, strict, True
-        REGISTRY.excluded = tuple(patch.name for patch in patches if patch not in chosen)
+        REGISTRY.left_out = tuple(
+            ReportEntry(patch.name, "-", "opt-in", "applied with patch(include=...)")
+            if patch.opt_in and patch.name not in exclude
+            else ReportEntry(patch.name, "-", "excluded", "patch(exclude=...)")
+            for patch in patches
+            if patch not in chosen
+        )
         try:
             entries = _apply_all()
         except Exception:

@@ -13,6 +13,7 @@ from . import (
     image_batch_normalisation,
     image_dataset_check,
     left_padded_image_fields,
+    lora_folded_generation,
     mixed_image_batches,
     mllama,
     padded_pixel_values_scoring,
@@ -38,4 +39,5 @@ ALL_PATCHES = (
     padded_pixel_values_scoring.PATCH,
     per_sample_pixel_values_shuffling.PATCH,
     stale_input_grad_hooks.PATCH,
+    lora_folded_generation.PATCH,  # opt-in
 )

@@ -6,7 +6,8 @@ kernel. On a machine without a GPU that fails with ``RuntimeError: 0 active driv
 on CPU at all (CI, the demo, laptops). For CPU tensors this computes the same outputs with torch ops and
 lets autograd differentiate them. GPU tensors, and CPU tensors under ``TRITON_INTERPRET=1``, still go to
 TRL's kernel.
-Remove when: TRL's fused head has a CPU path of its own.
+Remove when: TRL's fused head has a CPU path of its own. No upstream report found as of trl 1.15.0
+(huggingface/trl#7244, open, proposes Triton kernels with torch fallbacks).
 """
 
 from __future__ import annotations

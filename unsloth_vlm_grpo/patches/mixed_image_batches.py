@@ -6,7 +6,8 @@ Why: ``_tokenize_prompts`` returns ``None`` as the image list of a row without i
 passes that list to the processor for the scoring forward, which fails with "only a single or a list of
 entries is supported but got type=<class 'NoneType'>" as soon as a batch mixes image and text-only rows.
 An empty list is what processors expect for such a row; it is used whenever the batch has any image.
-Remove when: TRL returns empty image lists for text-only rows of a multimodal batch.
+Remove when: TRL returns empty image lists for text-only rows of a multimodal batch. Mixing is meant to work
+since huggingface/trl#4203; the crash remains on trl 1.15.0 (no report of it found).
 """
 
 from __future__ import annotations

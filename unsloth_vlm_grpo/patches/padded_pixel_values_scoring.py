@@ -6,7 +6,9 @@ Why: Idefics3-style processors pad ``pixel_values`` per row. TRL slices them by 
 many images as rows ("shape '[16, 56, 56]' is invalid for input of size 25088"), and gives chunks of text-only
 rows padding images only ("cannot reshape tensor of 0 elements"): see ``unsloth_vlm_grpo._padded_scoring``.
 Other layouts go to TRL unchanged.
-Remove when: TRL slices per-sample padded image inputs by rows (not the case as of trl 1.15.0).
+Remove when: TRL slices per-sample padded image inputs by rows. huggingface/trl#6570 split Idefics-style pixel
+values by sample, but this layout still crashes on trl 1.15.0 without the patch (tested); huggingface/trl#4488
+(open) collects the remaining multi-image GRPO problems.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ pixel values are per sample too (batch, images, tiles, ...; its fields ride in t
 an H100 under Unsloth, where ``unsloth_mllama_vision_inputs`` stops at "pixel_values has 2 rows for 4
 samples"), and such a batch is returned as it is too.
 The wrapper also does nothing once ``unpatch()`` has run, should a copy of it be held anywhere else.
-Remove when: TRL recognises the per-sample padded layout by its shape rather than by counts.
+Remove when: TRL recognises the per-sample padded layout by its shape rather than by counts (see
+huggingface/trl#6570 and the open huggingface/trl#4488; not fixed for this case as of trl 1.15.0).
 """
 
 from __future__ import annotations

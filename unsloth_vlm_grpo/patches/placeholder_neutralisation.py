@@ -9,7 +9,8 @@ position the model generated is replaced with the pad token and masked out of th
 ``tool_mask`` both trainers already multiply into their loss mask. Tool-response tokens (mask 0) are
 left alone: images returned by tools legitimately carry placeholders. Logged once per trainer, and
 counted in the ``vision_tokens/neutralised`` metric.
-Remove when: TRL validates completions against the processor's placeholder tokens itself.
+Remove when: TRL validates completions against the processor's placeholder tokens itself (the crash was
+reported as huggingface/trl#3847; not fixed as of trl 1.15.0).
 """
 
 from __future__ import annotations

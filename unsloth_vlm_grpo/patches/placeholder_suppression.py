@@ -10,7 +10,7 @@ each generation call the ids are added to ``suppress_tokens`` of the trainer's g
 generation kwargs, so transformers never samples them; text-only trainers are untouched. vLLM
 generation is not covered: with a VLM and ``use_vllm=True`` it logs one warning per trainer saying so.
 Remove when: TRL suppresses placeholder tokens on every generation path (trl 1.16 does it for
-transformers generation only) and the library's minimum trl includes that.
+transformers generation only) and the library's minimum trl includes that. The crash: huggingface/trl#3847.
 """
 
 from __future__ import annotations

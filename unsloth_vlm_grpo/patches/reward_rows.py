@@ -10,7 +10,8 @@ other exception from a reward function gets a note with the rows (same type, sam
 all-None warning stays and is followed by one naming the row. Rows are found only when something
 went wrong, by matching prompts against the training (or, while evaluating, the evaluation) dataset; rows
 that share a prompt are named as a group.
-Remove when: TRL reports dataset row indices in reward-function errors.
+Remove when: TRL reports dataset row indices in reward-function errors (huggingface/trl#6534 names the reward
+function, not the rows; as of trl 1.15.0).
 """
 
 from __future__ import annotations

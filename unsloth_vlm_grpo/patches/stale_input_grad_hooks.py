@@ -18,7 +18,8 @@ embedding whose hooks are all orphaned keeps them, so gradients never stop flowi
 function, so a wrapper put there by a ``patch()`` that came first would be lost; the trainer method is
 followed into Unsloth's generated class in every import order.
 Remove when: ``enable_input_require_grads`` removes its earlier hooks (transformers and Unsloth), or TRL
-stops re-enabling gradient checkpointing around generation.
+stops re-enabling gradient checkpointing around generation. No upstream report found as of transformers
+5.17.0 / unsloth 2026.10.9.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ to the next image group or the end of the sequence), so it is rebuilt from the f
 (``prepare_inputs_for_generation`` sees all ids so far) and at every forward without a cache (scoring,
 prefill). Completion tokens then attend to the same images as the prompt's last token, with any padding.
 The tiles of each image are read from the mask given.
-Remove when: transformers builds the mask from padded ids and extends it over the sequence itself.
+Remove when: transformers builds the mask from padded ids and extends it over the sequence itself. Not
+reported upstream as of transformers 5.17.0 (related: huggingface/transformers#39379, and its open fix #47845).
 """
 
 from __future__ import annotations

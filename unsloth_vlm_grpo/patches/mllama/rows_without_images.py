@@ -11,7 +11,8 @@ padded them, and each text-only row given the image inputs the image processor g
 pixels, aspect ratio id 0, a mask with no tile) and a cross-attention mask attending to nothing. A call this
 cannot merge exactly (other outputs such as ``token_type_ids``; unpadded tensors of different lengths) goes to
 the processor whole, which answers as it always did.
-Remove when: the mllama processor accepts rows without images in a batch with image rows.
+Remove when: the mllama processor accepts rows without images in a batch with image rows. Asked for in
+huggingface/transformers#35937, closed: the guard is kept on purpose (as of transformers 5.17.0).
 """
 
 from __future__ import annotations

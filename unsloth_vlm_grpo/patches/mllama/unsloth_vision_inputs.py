@@ -13,7 +13,8 @@ Why: the collected keys are a fixed tuple without mllama's ``aspect_ratio_ids``,
 Here an mllama batch (one with ``aspect_ratio_ids``) keeps those fields, and each chunk gets its own rows of
 all four; ``mllama_cross_attention_mask`` then rebuilds the mask for each forward's ids, prompt and
 completion, from the tiles the chunk's mask records. Other models go to unsloth_zoo unchanged.
-Remove when: unsloth_zoo's ``GRPO_VISION_KEYS`` holds mllama's fields and its chunker slices them by sample.
+Remove when: unsloth_zoo's ``GRPO_VISION_KEYS`` holds mllama's fields and its chunker slices them by sample
+(the key tuple came with unslothai/unsloth-zoo#1233 without them; as of unsloth-zoo 2026.10.9).
 """
 
 from __future__ import annotations

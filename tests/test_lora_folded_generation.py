@@ -1,0 +1,109 @@
+"""Opt-in patch lora_folded_generation: TRL's generation runs through a copy of the model with LoRA folded into
+its weights. Same tokens as PEFT's unmerged path, the trained weights never written, the copy refreshed after
+every optimizer step."""
+
+import pytest
+import torch
+from peft import get_peft_model
+from trl import GRPOTrainer
+
+import unsloth_vlm_grpo
+from unsloth_vlm_grpo.patches.lora_folded_generation import FoldedCopy
+from unsloth_vlm_grpo.tiny import single_image_inputs
+
+from grpo_helpers import (
+    VISION_AND_LANGUAGE_LORA,
+    distinct_characters_reward,
+    grpo_config,
+    varied_colour_dataset,
+    weights_of,
+)
+
+FOLDING = ("lora_folded_generation",)
+
+
+def _peft_model(tiny_factory, family):
+    tiny = tiny_factory(family)
+    model = get_peft_model(tiny.model, VISION_AND_LANGUAGE_LORA)
+    torch.manual_seed(1)
+    with torch.no_grad():  # LoRA's B starts at zero: give the adapters a delta to fold
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    return model, tiny.processor
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3", "idefics3"])
+def test_greedy_generation_through_the_folded_copy_is_token_for_token_the_same(family, tiny_factory):
+    model, processor = _peft_model(tiny_factory, family)
+    inputs = single_image_inputs(processor, (200, 40, 40), "What colour is the square?")
+    settings = dict(max_new_tokens=12, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        unmerged = model.generate(**inputs, **settings)
+        folded = FoldedCopy(model)
+        through_copy = folded.model.generate(**inputs, **settings)
+    assert torch.equal(unmerged, through_copy)
+    assert len(folded.pairs) >= 16, "language and vision LoRA layers are folded"
+
+
+def test_refresh_follows_the_trained_weights_in_place(tiny_factory):
+    model, processor = _peft_model(tiny_factory, "qwen2_5_vl")
+    folded = FoldedCopy(model)
+    addresses = [linear.weight.data_ptr() for _, linear in folded.pairs]
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_A" in name:
+                parameter.add_(0.1)
+    folded.refresh()
+    assert [linear.weight.data_ptr() for _, linear in folded.pairs] == addresses
+    for layer, linear in folded.pairs:
+        expected = layer.base_layer.weight + layer.get_delta_weight(layer.active_adapters[0])
+        torch.testing.assert_close(linear.weight, expected, rtol=0, atol=0)
+    shared = {parameter.data_ptr() for parameter in model.get_base_model().parameters()}
+    assert all(parameter.data_ptr() in shared for name, parameter in folded.model.named_parameters()
+               if not any(parameter is linear.weight for _, linear in folded.pairs))  # fmt: skip
+
+
+def _train(tiny_factory, tmp_path, include) -> tuple[torch.Tensor, list]:
+    unsloth_vlm_grpo.patch(include=include)
+    try:
+        tiny = tiny_factory("qwen2_5_vl")
+        trainer = GRPOTrainer(
+            model=tiny.model,
+            processing_class=tiny.processor,
+            reward_funcs=distinct_characters_reward,
+            args=grpo_config(tmp_path, max_steps=4, per_device_train_batch_size=8, num_generations=2),
+            train_dataset=varied_colour_dataset(),
+            peft_config=VISION_AND_LANGUAGE_LORA,
+        )
+        completions = []
+        original = trainer._calculate_rewards
+
+        def recording(inputs, prompts, completions_, completion_ids_list):
+            completions.append(completion_ids_list)
+            return original(inputs, prompts, completions_, completion_ids_list)
+
+        trainer._calculate_rewards = recording
+        trainer.train()
+        return weights_of(trainer.model), completions
+    finally:
+        unsloth_vlm_grpo.unpatch()
+
+
+def test_training_with_folding_samples_and_trains_exactly_as_without(tiny_factory, tmp_path):
+    """Same seed, same sampled completions at every step, bit-identical trained weights: folding changes how
+    generation is computed, not what is sampled or trained."""
+    plain_weights, plain_completions = _train(tiny_factory, tmp_path / "plain", ())
+    folded_weights, folded_completions = _train(tiny_factory, tmp_path / "folded", FOLDING)
+    assert len(plain_completions) == 4
+    assert folded_completions == plain_completions
+    assert torch.equal(folded_weights, plain_weights)
+
+
+def test_is_opt_in_and_reported(tmp_path):
+    report = unsloth_vlm_grpo.patch()
+    try:
+        assert [entry.patch for entry in report.opt_in] == ["lora_folded_generation"]
+        assert "lora_folded_generation" not in [entry.patch for entry in report.applied + report.excluded]
+    finally:
+        unsloth_vlm_grpo.unpatch()
