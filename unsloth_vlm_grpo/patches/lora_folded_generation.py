@@ -121,13 +121,10 @@ def _folded_copy(trainer, peft_model) -> FoldedCopy | None:
 
 
 def _can_fold(trainer) -> bool:
-    args = trainer.args
-    return not (
-        getattr(trainer, "use_vllm", False)
-        or getattr(trainer, "use_transformers_continuous_batching", False)
-        or getattr(trainer, "is_fsdp_enabled", False)
-        or getattr(trainer, "is_deepspeed_enabled", False)
-        or getattr(args, "ds3_gather_for_generation", True) is False
+    """Transformers generation of an unsharded model (vLLM, continuous batching, FSDP and DeepSpeed step aside)."""
+    return not any(
+        getattr(trainer, flag, False)
+        for flag in ("use_vllm", "use_transformers_continuous_batching", "is_fsdp_enabled", "is_deepspeed_enabled")
     )
 
 
