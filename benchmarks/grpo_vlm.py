@@ -7,6 +7,8 @@ Configurations, each in a fresh subprocess of its own (``--child CONFIG``) and w
   b  Unsloth's generated trainer + FastVisionModel, without unsloth_vlm_grpo (a crash is a result)
   c  Unsloth + unsloth_vlm_grpo.patch(), 16-bit LoRA
   d  Unsloth + unsloth_vlm_grpo.patch(), 4-bit QLoRA (bitsandbytes)
+  e  as a, with unsloth_vlm_grpo.patch(include=FAST_GENERATION): a kept static cache, compiled decoding
+     and LoRA folded into a generation copy
 The random-weight model is built once (on the GPU) and saved to --cache-dir; every configuration loads it.
 Each child prints ``RESULT <json>``; the parent writes results.json and results.md to --output-dir.
 """
@@ -38,7 +40,7 @@ GIB = 2**30
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(PRESETS), default="qwen2_5_vl_3b")
-    parser.add_argument("--configs", default="a,b,c,d", help="comma-separated subset of a,b,c,d")
+    parser.add_argument("--configs", default="a,b,c,d", help="comma-separated subset of a,b,c,d,e")
     parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
     parser.add_argument("--batch-size", type=int, default=8, help="per-device batch (completions per step)")
     parser.add_argument("--num-generations", type=int, default=8)
@@ -72,7 +74,7 @@ def parse_args(argv=None):
     args.configs = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = sorted(set(args.configs) - set(CONFIGS))
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; choose from a,b,c,d")
+        parser.error(f"unknown configuration(s) {unknown}; choose from a,b,c,d,e")
     if args.device is None:
         import torch
 
@@ -250,12 +252,30 @@ _CHECKED_ARGS = (
 )
 
 
+def _generation_path(trainer) -> str:
+    """What generated: the kept static cache (and its compile), the LoRA-folded copy, or TRL's own path."""
+    static = trainer.__dict__.get("_unsloth_vlm_grpo_static_cache", (None, None))[1]
+    folded = trainer.__dict__.get("_unsloth_vlm_grpo_folded_generation", (None, None))[1]
+    parts = []
+    if static is not None:
+        parts.append(
+            f"static cache {static.batch_size}x{static.cache_length}" + (", compiled" if static.compile else "")
+        )
+    if folded is not None:
+        parts.append(f"LoRA folded ({len(folded.pairs)} layers)")
+    return ", ".join(parts) or "TRL's generate (dynamic cache, eager)"
+
+
 def run_child(args) -> dict:
     """Train one configuration; every figure comes back as the child's result (a crash too)."""
     result = {"config": args.child, "stage": "load"}
     try:
         meta = json.loads((Path(args.model_dir) / "bench_meta.json").read_text())
-        if args.child == "a":
+        if args.child == "e":
+            import unsloth_vlm_grpo
+
+            unsloth_vlm_grpo.patch(include=unsloth_vlm_grpo.FAST_GENERATION)
+        if args.child in ("a", "e"):
             model, processor = _load_plain(args, meta)
         else:
             model, processor = _load_unsloth(args, args.child)
@@ -307,6 +327,10 @@ def run_child(args) -> dict:
             for i in measured
         ]
         result["warmup_seconds"] = [step_seconds.get(i) for i in range(args.warmup_steps)]
+        result["compiled_graphs_per_step"] = [
+            entry.get("generation/compiled_graphs") for entry in trainer.state.log_history if "loss" in entry
+        ]
+        result["generation_path"] = _generation_path(trainer)
     except Exception as error:  # noqa: BLE001 - a crash is a benchmark result (config b may crash)
         result["status"] = "crashed"
         result["error"] = f"{type(error).__name__}: {error}"[:600]

@@ -14,7 +14,10 @@ from ._images import ImageInputError
 from ._versions import VERIFIED_STACK, UnsupportedVersionError
 
 __version__ = "0.1.0"
+# The opt-in patches that make generation fast: patch(include=FAST_GENERATION).
+FAST_GENERATION = ("static_cache_generation", "lora_folded_generation")
 __all__ = [
+    "FAST_GENERATION",
     "ImageInputError",
     "PatchReport",
     "UnsupportedVersionError",

@@ -23,6 +23,7 @@ from . import (
     reward_images,
     reward_rows,
     stale_input_grad_hooks,
+    static_cache_generation,
 )
 
 ALL_PATCHES = (
@@ -39,5 +40,6 @@ ALL_PATCHES = (
     padded_pixel_values_scoring.PATCH,
     per_sample_pixel_values_shuffling.PATCH,
     stale_input_grad_hooks.PATCH,
+    static_cache_generation.PATCH,  # opt-in; inside lora_folded_generation: it caches whatever model generates
     lora_folded_generation.PATCH,  # opt-in
 )

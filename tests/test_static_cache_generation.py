@@ -1,0 +1,153 @@
+"""Opt-in patch static_cache_generation: one static KV cache per trainer, kept across generation calls and
+sized in powers of two. On CPU (no compile) it must give exactly the dynamic cache's tokens and logits, for every
+family that takes it, with prompts of different lengths and images of different sizes in one batch."""
+
+import logging
+
+import pytest
+import torch
+from trl import GRPOTrainer
+
+import unsloth_vlm_grpo
+from unsloth_vlm_grpo.patches.static_cache_generation import StaticCacheGeneration, cache_length_for
+
+from grpo_helpers import (
+    COLOURS,
+    VARIED_QUESTIONS,
+    VARIED_SIZES,
+    VISION_AND_LANGUAGE_LORA,
+    distinct_characters_reward,
+    grpo_config,
+    varied_colour_dataset,
+    varied_image,
+    weights_of,
+)
+
+STATIC = ("static_cache_generation",)
+FAST_PATH_FAMILIES = ["qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next"]
+
+
+def _batch(processor, family, questions, sizes):
+    messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}] for q in questions]
+    texts = [processor.apply_chat_template(message, add_generation_prompt=True) for message in messages]
+    images = [varied_image(rgb, size) for rgb, size in zip(list(COLOURS.values()), sizes, strict=False)]
+    nested = family in ("gemma3", "mllama", "idefics3")
+    processor.tokenizer.padding_side = "left"
+    return processor(
+        images=[[image] for image in images] if nested else images, text=texts, return_tensors="pt", padding=True
+    )
+
+
+@pytest.mark.parametrize("family", FAST_PATH_FAMILIES)
+def test_kept_static_cache_gives_the_dynamic_caches_tokens_and_logits(family, tiny_factory):
+    tiny = tiny_factory(family)
+    generation = StaticCacheGeneration(tiny.model.config.get_text_config(decoder=True), compile=False)
+    from transformers import GenerationConfig
+
+    config = GenerationConfig(
+        max_new_tokens=10, do_sample=False, pad_token_id=tiny.processor.tokenizer.pad_token_id,
+        output_logits=True, return_dict_in_generate=True,
+    )  # fmt: skip
+    batches = [  # the second batch is longer: same cache, other prompt lengths
+        _batch(tiny.processor, family, VARIED_QUESTIONS[:2], VARIED_SIZES[:2]),
+        _batch(tiny.processor, family, VARIED_QUESTIONS[2:], VARIED_SIZES[2:]),
+    ]
+    addresses = set()
+    with torch.no_grad():
+        for inputs in batches:
+            dynamic = tiny.model.generate(**inputs, generation_config=config)
+            static = generation.generate(tiny.model.generate, **inputs, generation_config=config)
+            assert torch.equal(dynamic.sequences, static.sequences)
+            torch.testing.assert_close(torch.stack(static.logits), torch.stack(dynamic.logits), rtol=1e-5, atol=1e-5)
+            addresses.add(generation.cache.layers[0].keys.data_ptr())
+    assert generation.cache_length == 256 and len(addresses) == 1, "one cache, kept across calls"
+
+
+def test_gemma3_static_cache_keeps_the_bidirectional_image_mask(tiny_factory):
+    """The check above can fail for Gemma 3: its image tokens attend to each other both ways, and without
+    that mask (token_type_ids) the logits change."""
+    tiny = tiny_factory("gemma3")
+    inputs = _batch(tiny.processor, "gemma3", VARIED_QUESTIONS[:2], VARIED_SIZES[:2])
+    without_mask = {key: value for key, value in inputs.items() if key != "token_type_ids"}
+    with torch.no_grad():
+        assert (tiny.model(**inputs).logits - tiny.model(**without_mask).logits).abs().max() > 1e-2
+
+
+def test_cache_lengths_are_powers_of_two_and_other_batch_sizes_compile_nothing(tiny_factory, caplog):
+    assert [cache_length_for(tokens) for tokens in (1, 256, 257, 700, 1025)] == [256, 256, 512, 1024, 2048]
+    tiny = tiny_factory("qwen2_5_vl")
+    generation = StaticCacheGeneration(tiny.model.config.get_text_config(decoder=True), compile=False)
+    from transformers import GenerationConfig
+
+    pad = tiny.processor.tokenizer.pad_token_id
+    caches = []
+    with torch.no_grad(), caplog.at_level(logging.INFO, logger="unsloth_vlm_grpo"):
+        for new_tokens in (8, 300, 8):
+            inputs = _batch(tiny.processor, "qwen2_5_vl", VARIED_QUESTIONS[:2], VARIED_SIZES[:2])
+            config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                      pad_token_id=pad)  # fmt: skip
+            generation.generate(tiny.model.generate, **inputs, generation_config=config)
+            caches.append((generation.cache, generation.cache_length))
+        partial = _batch(tiny.processor, "qwen2_5_vl", VARIED_QUESTIONS[:1], VARIED_SIZES[:1])
+        output = generation.generate(tiny.model.generate, **partial, generation_config=config)
+    assert [length for _, length in caches] == [256, 512, 512], "grows, never shrinks"
+    assert caches[1][0] is caches[2][0]
+    assert output.shape[0] == 1 and generation.cache is caches[2][0]
+    assert "a generation batch of 1 rows (the static cache holds 2) generates with a dynamic cache" in caplog.text
+
+
+def _train(tiny_factory, tmp_path, include, family="qwen2_5_vl", **overrides):
+    settings = dict(max_steps=3, per_device_train_batch_size=8, num_generations=2, max_completion_length=12)
+    settings.update(overrides)
+    unsloth_vlm_grpo.patch(include=include)
+    try:
+        tiny = tiny_factory(family)
+        trainer = GRPOTrainer(
+            model=tiny.model,
+            processing_class=tiny.processor,
+            reward_funcs=distinct_characters_reward,
+            args=grpo_config(tmp_path, **settings),
+            train_dataset=varied_colour_dataset(),
+            peft_config=VISION_AND_LANGUAGE_LORA,
+        )
+        completions = []
+        original = trainer._calculate_rewards
+
+        def recording(inputs, prompts, completions_, completion_ids_list):
+            completions.append(completion_ids_list)
+            return original(inputs, prompts, completions_, completion_ids_list)
+
+        trainer._calculate_rewards = recording
+        trainer.train()
+        return trainer, weights_of(trainer.model), completions
+    finally:
+        unsloth_vlm_grpo.unpatch()
+
+
+def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynamic_cache(tiny_factory, tmp_path):
+    """Sampling at temperature 1 with top-k/top-p and a repetition penalty, prompts of different lengths: the
+    same completions at every step and bit-identical weights, with folded LoRA stacked on top as well."""
+    sampling = dict(temperature=1.0, top_k=20, top_p=0.95, repetition_penalty=1.1)
+    _, plain_weights, plain_completions = _train(tiny_factory, tmp_path / "plain", (), **sampling)
+    trainer, static_weights, static_completions = _train(
+        tiny_factory, tmp_path / "static", STATIC + ("lora_folded_generation",), cache_implementation="static",
+        **sampling,
+    )  # fmt: skip
+    assert len(plain_completions) == 3
+    assert static_completions == plain_completions
+    assert torch.equal(static_weights, plain_weights)
+    logged = [entry["generation/compiled_graphs"] for entry in trainer.state.log_history if "loss" in entry]
+    assert logged == [0.0, 0.0, 0.0], "no compile on CPU, and the metric is logged every step"
+
+
+def test_steps_aside_with_one_log_line(tiny_factory, tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="unsloth_vlm_grpo"):
+        _train(tiny_factory, tmp_path / "cpu", STATIC, max_steps=2)
+        _train(tiny_factory, tmp_path / "mllama", STATIC, family="mllama", max_steps=1)
+    reasons = [record.getMessage() for record in caplog.records if "with TRL's cache settings" in record.getMessage()]
+    assert reasons == [
+        "unsloth_vlm_grpo: generating with TRL's cache settings: decoding is compiled on CUDA only (the model is on "
+        "cpu)",
+        "unsloth_vlm_grpo: generating with TRL's cache settings: transformers 5.17 has no static cache for Mllama's "
+        "cross-attention layers",
+    ]
