@@ -103,7 +103,7 @@ def test_training_with_folding_samples_and_trains_exactly_as_without(tiny_factor
 def test_is_opt_in_and_reported(tmp_path):
     report = unsloth_vlm_grpo.patch()
     try:
-        assert [entry.patch for entry in report.opt_in] == ["lora_folded_generation"]
-        assert "lora_folded_generation" not in [entry.patch for entry in report.applied + report.excluded]
+        assert [entry.patch for entry in report.opt_in] == list(unsloth_vlm_grpo.FAST_GENERATION)
+        assert not set(unsloth_vlm_grpo.FAST_GENERATION) & {entry.patch for entry in report.applied + report.excluded}
     finally:
         unsloth_vlm_grpo.unpatch()
