@@ -254,8 +254,11 @@ _CHECKED_ARGS = (
 
 def _generation_path(trainer) -> str:
     """What generated: the kept static cache (and its compile), the LoRA-folded copy, or TRL's own path."""
-    static = trainer.__dict__.get("_unsloth_vlm_grpo_static_cache", (None, None))[1]
-    folded = trainer.__dict__.get("_unsloth_vlm_grpo_folded_generation", (None, None))[1]
+    from unsloth_vlm_grpo.patches.lora_folded_generation import FOLDED_COPY_KEY
+    from unsloth_vlm_grpo.patches.static_cache_generation import GENERATION_KEY
+
+    static = trainer.__dict__.get(GENERATION_KEY, (None, None))[1]
+    folded = trainer.__dict__.get(FOLDED_COPY_KEY, (None, None))[1]
     parts = []
     if static is not None:
         parts.append(

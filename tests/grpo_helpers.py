@@ -99,3 +99,35 @@ def saved_and_loaded(tiny, directory):
     tiny.model.save_pretrained(directory)
     tiny.processor.save_pretrained(directory)
     return AutoModelForImageTextToText.from_pretrained(directory), AutoProcessor.from_pretrained(directory)
+
+
+def train_recording_completions(tiny_factory, output_dir, include=(), family="qwen2_5_vl", **config_overrides):
+    """``patch(include=include)``, then GRPO with vision and language LoRA on a tiny ``family`` VLM and
+    ``varied_colour_dataset()``. Returns the trainer, its final weights and the completion ids sampled per step."""
+    from trl import GRPOTrainer
+
+    import unsloth_vlm_grpo
+
+    unsloth_vlm_grpo.patch(include=include)
+    try:
+        tiny = tiny_factory(family)
+        trainer = GRPOTrainer(
+            model=tiny.model,
+            processing_class=tiny.processor,
+            reward_funcs=distinct_characters_reward,
+            args=grpo_config(output_dir, **config_overrides),
+            train_dataset=varied_colour_dataset(),
+            peft_config=VISION_AND_LANGUAGE_LORA,
+        )
+        completions = []
+        original = trainer._calculate_rewards
+
+        def recording(inputs, prompts, completions_, completion_ids_list):
+            completions.append(completion_ids_list)
+            return original(inputs, prompts, completions_, completion_ids_list)
+
+        trainer._calculate_rewards = recording
+        trainer.train()
+        return trainer, weights_of(trainer.model), completions
+    finally:
+        unsloth_vlm_grpo.unpatch()

@@ -5,19 +5,12 @@ every optimizer step."""
 import pytest
 import torch
 from peft import get_peft_model
-from trl import GRPOTrainer
 
 import unsloth_vlm_grpo
 from unsloth_vlm_grpo.patches.lora_folded_generation import FoldedCopy
 from unsloth_vlm_grpo.tiny import single_image_inputs
 
-from grpo_helpers import (
-    VISION_AND_LANGUAGE_LORA,
-    distinct_characters_reward,
-    grpo_config,
-    varied_colour_dataset,
-    weights_of,
-)
+from grpo_helpers import VISION_AND_LANGUAGE_LORA, train_recording_completions
 
 FOLDING = ("lora_folded_generation",)
 
@@ -65,29 +58,9 @@ def test_refresh_follows_the_trained_weights_in_place(tiny_factory):
 
 
 def _train(tiny_factory, tmp_path, include) -> tuple[torch.Tensor, list]:
-    unsloth_vlm_grpo.patch(include=include)
-    try:
-        tiny = tiny_factory("qwen2_5_vl")
-        trainer = GRPOTrainer(
-            model=tiny.model,
-            processing_class=tiny.processor,
-            reward_funcs=distinct_characters_reward,
-            args=grpo_config(tmp_path, max_steps=4, per_device_train_batch_size=8, num_generations=2),
-            train_dataset=varied_colour_dataset(),
-            peft_config=VISION_AND_LANGUAGE_LORA,
-        )
-        completions = []
-        original = trainer._calculate_rewards
-
-        def recording(inputs, prompts, completions_, completion_ids_list):
-            completions.append(completion_ids_list)
-            return original(inputs, prompts, completions_, completion_ids_list)
-
-        trainer._calculate_rewards = recording
-        trainer.train()
-        return weights_of(trainer.model), completions
-    finally:
-        unsloth_vlm_grpo.unpatch()
+    settings = dict(max_steps=4, per_device_train_batch_size=8, num_generations=2)
+    _, weights, completions = train_recording_completions(tiny_factory, tmp_path, include, **settings)
+    return weights, completions
 
 
 def test_training_with_folding_samples_and_trains_exactly_as_without(tiny_factory, tmp_path):

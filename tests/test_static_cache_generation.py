@@ -6,21 +6,15 @@ import logging
 
 import pytest
 import torch
-from trl import GRPOTrainer
 
-import unsloth_vlm_grpo
 from unsloth_vlm_grpo.patches.static_cache_generation import StaticCacheGeneration, cache_length_for
 
 from grpo_helpers import (
     COLOURS,
     VARIED_QUESTIONS,
     VARIED_SIZES,
-    VISION_AND_LANGUAGE_LORA,
-    distinct_characters_reward,
-    grpo_config,
-    varied_colour_dataset,
+    train_recording_completions,
     varied_image,
-    weights_of,
 )
 
 STATIC = ("static_cache_generation",)
@@ -98,30 +92,7 @@ def test_cache_lengths_are_powers_of_two_and_other_batch_sizes_compile_nothing(t
 
 def _train(tiny_factory, tmp_path, include, family="qwen2_5_vl", **overrides):
     settings = dict(max_steps=3, per_device_train_batch_size=8, num_generations=2, max_completion_length=12)
-    settings.update(overrides)
-    unsloth_vlm_grpo.patch(include=include)
-    try:
-        tiny = tiny_factory(family)
-        trainer = GRPOTrainer(
-            model=tiny.model,
-            processing_class=tiny.processor,
-            reward_funcs=distinct_characters_reward,
-            args=grpo_config(tmp_path, **settings),
-            train_dataset=varied_colour_dataset(),
-            peft_config=VISION_AND_LANGUAGE_LORA,
-        )
-        completions = []
-        original = trainer._calculate_rewards
-
-        def recording(inputs, prompts, completions_, completion_ids_list):
-            completions.append(completion_ids_list)
-            return original(inputs, prompts, completions_, completion_ids_list)
-
-        trainer._calculate_rewards = recording
-        trainer.train()
-        return trainer, weights_of(trainer.model), completions
-    finally:
-        unsloth_vlm_grpo.unpatch()
+    return train_recording_completions(tiny_factory, tmp_path, include, family, **{**settings, **overrides})
 
 
 def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynamic_cache(tiny_factory, tmp_path):

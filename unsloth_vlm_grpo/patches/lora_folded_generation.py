@@ -21,14 +21,14 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-from contextlib import contextmanager
 
 import torch
 
 from .._engine import GRPOTrainerMethod, Patch
+from .._generation import generate_replaced, kept_for_model, other_generation_path
 
 logger = logging.getLogger("unsloth_vlm_grpo")
-_CACHE = "_unsloth_vlm_grpo_folded_generation"
+FOLDED_COPY_KEY = "_unsloth_vlm_grpo_folded_generation"
 
 
 class NotFoldable(Exception):
@@ -91,54 +91,27 @@ class FoldedCopy:
             self.refreshed_at = step
 
 
-@contextmanager
-def generating_through(peft_model, model):
-    """``peft_model.generate`` runs ``model.generate`` inside the block."""
-    had_own = "generate" in vars(peft_model)
-    own = vars(peft_model).get("generate")
-    peft_model.generate = model.generate
-    try:
-        yield
-    finally:
-        if had_own:
-            peft_model.generate = own
-        else:
-            del peft_model.generate
-
-
-def _folded_copy(trainer, peft_model) -> FoldedCopy | None:
-    cache = trainer.__dict__.get(_CACHE)
-    if cache is not None and cache[0] is peft_model:
-        return cache[1]
+def _build_folded_copy(peft_model) -> FoldedCopy | None:
     try:
         folded = FoldedCopy(peft_model)
         logger.info("unsloth_vlm_grpo: generating through a LoRA-folded copy of %d adapted layers", len(folded.pairs))
     except NotFoldable as reason:
         folded = None
         logger.info("unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: %s", reason)
-    trainer.__dict__[_CACHE] = (peft_model, folded)
     return folded
-
-
-def _can_fold(trainer) -> bool:
-    """Transformers generation of an unsharded model (vLLM, continuous batching, FSDP and DeepSpeed step aside)."""
-    return not any(
-        getattr(trainer, flag, False)
-        for flag in ("use_vllm", "use_transformers_continuous_batching", "is_fsdp_enabled", "is_deepspeed_enabled")
-    )
 
 
 def _generate_with_folded_lora(wrapped, trainer, args, kwargs):
     from peft import PeftModel
 
     peft_model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-    if not isinstance(peft_model, PeftModel) or not _can_fold(trainer):
+    if not isinstance(peft_model, PeftModel) or other_generation_path(trainer):
         return wrapped(*args, **kwargs)
-    folded = _folded_copy(trainer, peft_model)
+    folded = kept_for_model(trainer, FOLDED_COPY_KEY, peft_model, lambda: _build_folded_copy(peft_model))
     if folded is None:
         return wrapped(*args, **kwargs)
     folded.refresh_if_trained(trainer.state.global_step)
-    with generating_through(peft_model, folded.model):
+    with generate_replaced(peft_model, folded.model.generate):
         return wrapped(*args, **kwargs)
 
 

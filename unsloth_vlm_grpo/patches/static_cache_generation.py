@@ -24,14 +24,14 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from contextlib import contextmanager
 
 import torch
 
 from .._engine import GRPOTrainerMethod, Patch
+from .._generation import generate_replaced, kept_for_model, other_generation_path
 
 logger = logging.getLogger("unsloth_vlm_grpo")
-_STATE = "_unsloth_vlm_grpo_static_cache"
+GENERATION_KEY = "_unsloth_vlm_grpo_static_cache"
 SHORTEST_CACHE = 256
 STEPS_ASIDE_FOR = {"mllama": "transformers 5.17 has no static cache for Mllama's cross-attention layers"}
 
@@ -123,27 +123,12 @@ class StaticCacheGeneration:
             )
         return output
 
-    @contextmanager
-    def generating(self, model):
-        """Inside the block, ``model.generate`` goes through :meth:`generate` (whatever it was before)."""
-        had_own = "generate" in vars(model)
-        own = vars(model).get("generate")
-        current = model.generate
-        model.generate = lambda **kwargs: self.generate(current, **kwargs)
-        try:
-            yield
-        finally:
-            if had_own:
-                model.generate = own
-            else:
-                del model.generate
-
 
 def _steps_aside(trainer, model) -> str | None:
     """Why this trainer keeps today's generation path, or None."""
-    for flag in ("use_vllm", "use_transformers_continuous_batching", "is_fsdp_enabled", "is_deepspeed_enabled"):
-        if getattr(trainer, flag, False):
-            return f"{flag} is set"
+    flag = other_generation_path(trainer)
+    if flag:
+        return f"{flag} is set"
     model_type = getattr(model.config, "model_type", None)
     if model_type in STEPS_ASIDE_FOR:
         return STEPS_ASIDE_FOR[model_type]
@@ -154,26 +139,21 @@ def _steps_aside(trainer, model) -> str | None:
     return None
 
 
-def _state(trainer, model) -> StaticCacheGeneration | None:
-    state = trainer.__dict__.get(_STATE)
-    if state is not None and state[0] is model:
-        return state[1]
+def _build_generation(trainer, model) -> StaticCacheGeneration | None:
     reason = _steps_aside(trainer, model)
-    if reason is None:
-        generation = StaticCacheGeneration(model.config.get_text_config(decoder=True), model.device.type == "cuda")
-    else:
-        generation = None
+    if reason is not None:
         logger.info("unsloth_vlm_grpo: generating with TRL's cache settings: %s", reason)
-    trainer.__dict__[_STATE] = (model, generation)
-    return generation
+        return None
+    return StaticCacheGeneration(model.config.get_text_config(decoder=True), model.device.type == "cuda")
 
 
 def _generate_with_static_cache(wrapped, trainer, args, kwargs):
     model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-    generation = _state(trainer, model)
+    generation = kept_for_model(trainer, GENERATION_KEY, model, lambda: _build_generation(trainer, model))
     if generation is None:
         return wrapped(*args, **kwargs)
-    with generation.generating(model):
+    generate = model.generate
+    with generate_replaced(model, lambda **generate_kwargs: generation.generate(generate, **generate_kwargs)):
         result = wrapped(*args, **kwargs)
     trainer._metrics["train" if trainer.model.training else "eval"]["generation/compiled_graphs"].append(
         float(generation.compiled_graphs)
