@@ -7,12 +7,17 @@ import logging
 import pytest
 import torch
 
-from unsloth_vlm_grpo.patches.static_cache_generation import StaticCacheGeneration, cache_length_for
+from unsloth_vlm_grpo.patches.static_cache_generation import (
+    GENERATION_KEY,
+    StaticCacheGeneration,
+    cache_length_for,
+)
 
 from grpo_helpers import (
     COLOURS,
     VARIED_QUESTIONS,
     VARIED_SIZES,
+    saved_and_loaded,
     train_recording_completions,
     varied_image,
 )
@@ -33,24 +38,24 @@ def _batch(processor, family, questions, sizes):
 
 
 @pytest.mark.parametrize("family", FAST_PATH_FAMILIES)
-def test_kept_static_cache_gives_the_dynamic_caches_tokens_and_logits(family, tiny_factory):
-    tiny = tiny_factory(family)
-    generation = StaticCacheGeneration(tiny.model.config.get_text_config(decoder=True), compile=False)
+def test_kept_static_cache_gives_the_dynamic_caches_tokens_and_logits(family, tiny_factory, tmp_path):
+    model, processor = saved_and_loaded(tiny_factory(family), tmp_path)  # as users load them
+    generation = StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=False)
     from transformers import GenerationConfig
 
     config = GenerationConfig(
-        max_new_tokens=10, do_sample=False, pad_token_id=tiny.processor.tokenizer.pad_token_id,
+        max_new_tokens=10, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id,
         output_logits=True, return_dict_in_generate=True,
     )  # fmt: skip
     batches = [  # the second batch is longer: same cache, other prompt lengths
-        _batch(tiny.processor, family, VARIED_QUESTIONS[:2], VARIED_SIZES[:2]),
-        _batch(tiny.processor, family, VARIED_QUESTIONS[2:], VARIED_SIZES[2:]),
+        _batch(processor, family, VARIED_QUESTIONS[:2], VARIED_SIZES[:2]),
+        _batch(processor, family, VARIED_QUESTIONS[2:], VARIED_SIZES[2:]),
     ]
     addresses = set()
     with torch.no_grad():
         for inputs in batches:
-            dynamic = tiny.model.generate(**inputs, generation_config=config)
-            static = generation.generate(tiny.model.generate, **inputs, generation_config=config)
+            dynamic = model.generate(**inputs, generation_config=config)
+            static = generation.generate(model.generate, **inputs, generation_config=config)
             assert torch.equal(dynamic.sequences, static.sequences)
             torch.testing.assert_close(torch.stack(static.logits), torch.stack(dynamic.logits), rtol=1e-5, atol=1e-5)
             addresses.add(generation.cache.layers[0].keys.data_ptr())
@@ -105,6 +110,7 @@ def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynam
         **sampling,
     )  # fmt: skip
     assert len(plain_completions) == 3
+    assert trainer.__dict__[GENERATION_KEY][1].calls == 3, "every step generated through the kept cache"
     assert static_completions == plain_completions
     assert torch.equal(static_weights, plain_weights)
     logged = [entry["generation/compiled_graphs"] for entry in trainer.state.log_history if "loss" in entry]
