@@ -51,6 +51,11 @@ def parse_args(argv=None):
     parser.add_argument("--lora-rank", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="profile the last measured step (torch profiler): its top operations go to profile_<config>.txt",
+    )
     parser.add_argument("--timeout", type=int, default=900, help="seconds per configuration")
     parser.add_argument("--cache-dir", default="/tmp/bench_models", help="random models are saved here once")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached random model")
@@ -95,8 +100,11 @@ def _sync(device: str) -> None:
 def _time_on_instance(trainer, name: str, device: str, seconds: dict[int, float]) -> None:
     """Replace ``trainer.<name>`` (on the instance, for TRL's and Unsloth's class alike) with a timed call.
 
-    Time is added to ``seconds[global step]``, with the GPU synchronised around the call.
+    Time is added to ``seconds[global step]``, with the GPU synchronised around the call; under ``--profile``
+    the call is the profiler range ``bench.<name>``.
     """
+    from torch.profiler import record_function
+
     method = getattr(trainer, name)
 
     @functools.wraps(method)
@@ -104,7 +112,8 @@ def _time_on_instance(trainer, name: str, device: str, seconds: dict[int, float]
         _sync(device)
         start = time.perf_counter()
         try:
-            return method(*args, **kwargs)
+            with record_function(f"bench.{name}"):
+                return method(*args, **kwargs)
         finally:
             _sync(device)
             step = trainer.state.global_step
@@ -127,6 +136,82 @@ def _step_timer(device: str, seconds: dict[int, float]):
             seconds[state.global_step - 1] = time.perf_counter() - self.start
 
     return StepTimer()
+
+
+def _decode_step_timeline(events, step_markers: str = "TorchDynamo Cache Lookup") -> list[str]:
+    """One decode step in the middle of the profiled generation, as lines: each CPU operation of 20 us or more
+    (offset and duration in us, indented by depth), then the GPU kernel time that started in the window."""
+    generation = next((e for e in events if e.name == "bench._generate_single_turn"), None)
+    if generation is None:
+        return ["no generation in the profiled step"]
+    start, end = generation.time_range.start, generation.time_range.end
+    markers = sorted(
+        e.time_range.start for e in events if e.name == step_markers and start <= e.time_range.start <= end
+    )
+    if len(markers) < 3:
+        return [f"fewer than 3 '{step_markers}' in the generation: {len(markers)}"]
+    middle = len(markers) // 2
+    window = markers[middle], markers[middle + 1]
+
+    def depth(event) -> int:
+        level = 0
+        while event.cpu_parent is not None:
+            event, level = event.cpu_parent, level + 1
+        return level
+
+    inside = sorted(
+        (e for e in events if window[0] <= e.time_range.start < window[1]), key=lambda e: e.time_range.start
+    )
+    lines = [f"decode step window: {window[1] - window[0]:.0f} us ({len(markers)} markers in the generation)"]
+    kernels = 0.0
+    for event in inside:
+        duration = event.time_range.end - event.time_range.start
+        if event.device_type.name == "CUDA":
+            kernels += duration
+        elif duration >= 20:
+            offset = event.time_range.start - window[0]
+            lines.append(f"{offset:9.0f} {duration:8.0f}  {'  ' * min(depth(event), 12)}{event.name[:90]}")
+    lines.append(f"GPU kernel time starting in the window: {kernels:.0f} us")
+    return lines
+
+
+def _step_profiler(step: int, output: Path, device: str, result: dict):
+    """A callback profiling global step ``step`` (0-based) whole: the top operations by self time go to
+    ``output``, and ``result["profile"]`` gets the step's CUDA kernel time, CUDA graph launches and the
+    kernel time inside generation."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import TrainerCallback
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+
+    class StepProfiler(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == step:
+                self.trace = profile(activities=activities)
+                self.trace.__enter__()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step - 1 != step:
+                return
+            _sync(device)
+            self.trace.__exit__(None, None, None)
+            events = self.trace.key_averages()
+            by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+            tables = [events.table(sort_by=by, row_limit=30), events.table(sort_by="self_cpu_time_total", row_limit=30)]
+            output.write_text("\n".join([*tables, *_decode_step_timeline(self.trace.events())]))
+            kernel_us = sum(event.self_device_time_total for event in events if event.device_type.name == "CUDA")
+            result["profile"] = {
+                "step": step,
+                "cuda_kernel_seconds": kernel_us / 1e6,
+                "cuda_graph_launches": sum(event.count for event in events if event.key == "cudaGraphLaunch"),
+                "generation_cuda_seconds": sum(
+                    event.device_time_total for event in events if event.key == "bench._generate_single_turn"
+                )
+                / 1e6,
+                "table": str(output),
+            }
+
+    return StepProfiler()
 
 
 def distinct_tokens_reward(completions, completion_ids=None, **kwargs) -> list[float]:
@@ -302,6 +387,10 @@ def run_child(args) -> dict:
             _time_on_instance(trainer, name, args.device, seconds)
         step_seconds: dict[int, float] = {}
         trainer.add_callback(_step_timer(args.device, step_seconds))
+        if args.profile:
+            last = args.warmup_steps + args.measured_steps - 1
+            table = Path(args.output_dir) / f"profile_{args.child}.txt"
+            trainer.add_callback(_step_profiler(last, table, args.device, result))
         if args.device == "cuda":
             result["device_name"] = torch.cuda.get_device_name()
             result["memory_after_load_gib"] = torch.cuda.memory_allocated() / GIB

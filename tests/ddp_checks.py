@@ -1,11 +1,13 @@
 """Checks of a DDP GRPO run shared by the CPU test (tests/test_ddp.py) and the GPU tests (tests/gpu)."""
 
+import json
 import math
+import socket
 import statistics
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, run_python
 
 PROBE = str(ROOT / "tests" / "probes" / "ddp_grpo.py")
 CONFIG = str(ROOT / "accelerate_configs" / "ddp_2gpu.yaml")  # docs/multi-gpu.md's config (2 processes, MULTI_GPU)
@@ -13,6 +15,48 @@ CONFIG = str(ROOT / "accelerate_configs" / "ddp_2gpu.yaml")  # docs/multi-gpu.md
 
 def by_rank(result: dict) -> list[dict]:
     return sorted(result["ranks"], key=lambda record: record["rank"])
+
+
+# --- launching the probe with accelerate (the GPU tests)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch_probe(
+    tmp_path, launcher: list[str], probe_args: list[str], world: int, global_batch: int, generations: int, env=None
+) -> list[dict]:
+    """Run the probe; return every rank's record, or fail with each rank's error and the launcher's output."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    out = tmp_path / "out"
+    # Its own rendezvous port: under pytest-xdist two launches at once would both take accelerate's 29500.
+    args = [
+        *launcher,
+        "--main_process_port",
+        str(free_port()),
+        PROBE,
+        str(out),
+        "--global-batch",
+        str(global_batch),
+        "--num-generations",
+        str(generations),
+        *probe_args,
+    ]
+    process = run_python(args, tmp_path, {"NCCL_NVLS_ENABLE": "0", "OMP_NUM_THREADS": "1", **(env or {})}, timeout=900)
+    files = [out / f"rank{r}.json" for r in range(world)]
+    records = [json.loads(file.read_text()) for file in files if file.exists()]
+    crashed = [r for r in records if r["outcome"] != "trained"]
+    if len(records) < world or crashed or process.returncode != 0:
+        lines = [f"launcher exited {process.returncode}; {len(records)}/{world} ranks wrote a record"]
+        for record in records:
+            lines.append(f"rank {record['rank']}: {record['outcome']} {record.get('error', '')}")
+            lines.append(record.get("traceback_tail", ""))
+        lines += ["--- stdout", process.stdout[-4000:], "--- stderr", process.stderr[-6000:]]
+        pytest.fail("\n".join(lines))
+    return by_rank({"ranks": records})
 
 
 # --- checks shared with the GPU tests -------------------------------------------------------------------

@@ -36,25 +36,21 @@ Cases:
   ``unsloth_compiled_cache``: an error while compiling there points to a race between ranks.
 """
 
-import json
 import logging
 import math
-import socket
 import statistics
 
 import pytest
 import torch
 
-from conftest import run_python
 from ddp_checks import (
     CONFIG,
-    PROBE,
-    by_rank,
     check_ddp_run,
     check_prompt_split,
     check_trained,
     check_vision_gradients,
     check_weights_in_sync,
+    launch_probe,
     same_prompts_per_step,
 )
 
@@ -62,7 +58,6 @@ pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs"),
 ]
-ENV = {"NCCL_NVLS_ENABLE": "0", "OMP_NUM_THREADS": "1"}
 GLOBAL_BATCH, GENERATIONS = 16, 4
 TWO_GPUS = ["-m", "accelerate.commands.launch", "--config_file", CONFIG]
 ONE_GPU = [
@@ -79,45 +74,10 @@ ONE_GPU = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def launch(tmp_path, launcher: list[str], probe_args: list[str], world: int, env: dict | None = None) -> list[dict]:
-    """Run the probe; return every rank's record, or fail with each rank's error and the launcher's output."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    out = tmp_path / "out"
-    # Its own rendezvous port: under pytest-xdist two launches at once would both take accelerate's 29500.
-    args = [
-        *launcher,
-        "--main_process_port",
-        str(free_port()),
-        PROBE,
-        str(out),
-        "--global-batch",
-        str(GLOBAL_BATCH),
-        "--num-generations",
-        str(GENERATIONS),
-        *probe_args,
-    ]
-    process = run_python(args, tmp_path, {**ENV, **(env or {})}, timeout=900)
-    files = [out / f"rank{r}.json" for r in range(world)]
-    records = [json.loads(file.read_text()) for file in files if file.exists()]
-    crashed = [r for r in records if r["outcome"] != "trained"]
-    if len(records) < world or crashed or process.returncode != 0:
-        lines = [f"launcher exited {process.returncode}; {len(records)}/{world} ranks wrote a record"]
-        for record in records:
-            lines.append(f"rank {record['rank']}: {record['outcome']} {record.get('error', '')}")
-            lines.append(record.get("traceback_tail", ""))
-        lines += ["--- stdout", process.stdout[-4000:], "--- stderr", process.stderr[-6000:]]
-        pytest.fail("\n".join(lines))
-    return by_rank({"ranks": records})
-
-
 def test_peft_bf16_lora_trains_on_two_gpus(tmp_path):
-    ranks = launch(tmp_path, TWO_GPUS, ["--steps", "4"], world=2)
+    ranks = launch_probe(
+        tmp_path, TWO_GPUS, ["--steps", "4"], world=2, global_batch=GLOBAL_BATCH, generations=GENERATIONS
+    )
     assert {r["device"] for r in ranks} == {"cuda:0", "cuda:1"}
     check_ddp_run(ranks, 4, GLOBAL_BATCH, GENERATIONS, "DistributedType.MULTI_GPU", "nccl")
 
@@ -125,8 +85,18 @@ def test_peft_bf16_lora_trains_on_two_gpus(tmp_path):
 def test_one_gpu_and_two_gpus_agree_on_what_is_comparable(tmp_path):
     steps, probe_args = 10, ["--steps", "10", "--beta", "0.04", "--loss-type", "grpo"]
     # One process seeing two GPUs would get nn.DataParallel from Trainer, which TRL refuses.
-    (single,) = launch(tmp_path / "one", ONE_GPU, probe_args, world=1, env={"CUDA_VISIBLE_DEVICES": "0"})
-    ranks = launch(tmp_path / "two", TWO_GPUS, probe_args, world=2)
+    (single,) = launch_probe(
+        tmp_path / "one",
+        ONE_GPU,
+        probe_args,
+        world=1,
+        global_batch=GLOBAL_BATCH,
+        generations=GENERATIONS,
+        env={"CUDA_VISIBLE_DEVICES": "0"},
+    )
+    ranks = launch_probe(
+        tmp_path / "two", TWO_GPUS, probe_args, world=2, global_batch=GLOBAL_BATCH, generations=GENERATIONS
+    )
     check_ddp_run(ranks, steps, GLOBAL_BATCH, GENERATIONS, "DistributedType.MULTI_GPU", "nccl")
     assert single["outcome"] == "trained" and single["global_step"] == steps
     one, two = single["log"], ranks[0]["log"]
@@ -149,7 +119,9 @@ def test_one_gpu_and_two_gpus_agree_on_what_is_comparable(tmp_path):
 
 def test_unsloth_fast_vision_model_under_ddp(tmp_path):
     """Supported if this passes; otherwise the failure message holds each rank's exact error."""
-    ranks = launch(tmp_path, TWO_GPUS, ["--steps", "4", "--unsloth"], world=2)
+    ranks = launch_probe(
+        tmp_path, TWO_GPUS, ["--steps", "4", "--unsloth"], world=2, global_batch=GLOBAL_BATCH, generations=GENERATIONS
+    )
     for record in ranks:
         assert record["trainer_class"] == "UnslothGRPOTrainer.UnslothGRPOTrainer", record["trainer_class"]
     check_trained(ranks, 4, GLOBAL_BATCH, "DistributedType.MULTI_GPU", "nccl")

@@ -14,6 +14,11 @@ pixel value is ``i``: the reward function checks, on every rank, that each image
 colour of the ``answer`` and the row id of the ``row_id`` at the same position, and that the prompt names
 the same row (0 misaligned expected), and records the rows it saw per step.
 
+Launched with an FSDP2 or DeepSpeed ZeRO config (``accelerate_configs/``), the same probe checks sharded
+training: weights are read whole (FSDP2's DTensors gathered, ZeRO-3's partitions gathered) for the checksums,
+and ``vision_lora_moved`` counts the vision LoRA matrices that changed, since under sharding the gradient
+hooks may see no gradient on the sharded parameters.
+
 Each rank writes ``OUTDIR/rank{R}.json`` (also when training raises: ``outcome`` "crashed" with the error),
 then rank 0 waits for the others and prints ``RESULT <json>`` with every rank's record. bf16 on CUDA, fp32
 on CPU.
@@ -44,6 +49,7 @@ parser.add_argument("--max-completion-length", type=int, default=8)
 parser.add_argument("--learning-rate", type=float, default=1e-3)
 parser.add_argument("--rows", type=int, default=64)
 parser.add_argument("--unsloth", action="store_true", help="FastVisionModel + Unsloth's generated trainer")
+parser.add_argument("--fast-generation", action="store_true", help="patch(include=FAST_GENERATION)")
 cli = parser.parse_args()
 
 outdir = Path(cli.outdir)
@@ -52,7 +58,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import unsloth_vlm_grpo  # noqa: E402
 
-unsloth_vlm_grpo.patch()
+unsloth_vlm_grpo.patch(include=unsloth_vlm_grpo.FAST_GENERATION if cli.fast_generation else ())
 if cli.unsloth:
     import unsloth  # noqa: F401
     from unsloth import FastVisionModel
@@ -63,7 +69,10 @@ from PIL import Image  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
+from unsloth_vlm_grpo._gradients import is_vision_parameter  # noqa: E402
 from unsloth_vlm_grpo.colour_task import completion_text  # noqa: E402
+from unsloth_vlm_grpo.patches.lora_folded_generation import FOLDED_COPY_KEY  # noqa: E402
+from unsloth_vlm_grpo.patches.static_cache_generation import GENERATION_KEY  # noqa: E402
 from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, build_tiny_vlm  # noqa: E402
 
 # No PartialState here: TrainingArguments resets Accelerate's state and builds its own. The launcher's
@@ -152,11 +161,19 @@ class GatheredLogs(TrainerCallback):
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
+    """Each trainable parameter whole, on the CPU: FSDP2's DTensors and ZeRO-3's partitions are gathered
+    (collectives: every rank calls this at the same point)."""
+    params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if any(hasattr(p, "ds_id") for _, p in params):
+        import deepspeed
+
+        with deepspeed.zero.GatheredParameters([p for _, p in params]):
+            return {n: p.detach().to("cpu", copy=True) for n, p in params}
+    return {n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().to("cpu", copy=True) for n, p in params}
 
 
-def checksum(model) -> dict:
-    params = trainable_state(model)
+def checksum(model, params=None) -> dict:
+    params = trainable_state(model) if params is None else params
     digest = hashlib.sha256()
     total = 0.0
     for name in sorted(params):
@@ -246,15 +263,25 @@ try:
         device=str(accelerator.device),
         backend=str(accelerator.state.backend),
     )
-    record["checksum_before"] = checksum(trainer.model)
+    weights_before = trainable_state(trainer.model)
+    record["checksum_before"] = checksum(trainer.model, weights_before)
     trainer.add_callback(GatheredLogs(trainer, cli.global_batch))
     with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
         trainer.train()
     record["outcome"] = "trained"
+    # What each fast-generation patch kept for this trainer: its generation object, or None where it stepped aside.
+    kept = {"lora_folded_generation": FOLDED_COPY_KEY, "static_cache_generation": GENERATION_KEY}
+    record["fast_generation"] = {
+        name: type(trainer.__dict__.get(key, (None, None))[1]).__name__ for name, key in kept.items()
+    }
     record["model_wrapped"] = type(trainer.model_wrapped).__name__
     record["vision_grad_params"] = len(gradients.norms)
     record["vision_grad_missing"] = gradients.missing
-    record["checksum_after"] = checksum(trainer.model)
+    weights_after = trainable_state(trainer.model)
+    record["checksum_after"] = checksum(trainer.model, weights_after)
+    vision_lora = [name for name in weights_after if "lora_" in name and is_vision_parameter(name)]
+    record["vision_lora_matrices"] = len(vision_lora)
+    record["vision_lora_moved"] = sum(not torch.equal(weights_before[n], weights_after[n]) for n in vision_lora)
 except BaseException as error:  # noqa: BLE001 - reported in the rank file, then re-raised
     record["outcome"] = "crashed"
     record["error"] = f"{type(error).__name__}: {error}"[:1000]
