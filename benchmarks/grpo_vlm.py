@@ -138,18 +138,19 @@ def _step_timer(device: str, seconds: dict[int, float]):
     return StepTimer()
 
 
-def _decode_step_timeline(events, step_markers: str = "TorchDynamo Cache Lookup") -> list[str]:
+def _decode_step_timeline(events, step_marker: str = "## Call CompiledFxGraph") -> list[str]:
     """One decode step in the middle of the profiled generation, as lines: each CPU operation of 20 us or more
-    (offset and duration in us, indented by depth), then the GPU kernel time that started in the window."""
+    (offset and duration in us, indented by depth), then the GPU kernel time that started in the window. A step
+    runs from one call of the compiled decode graph to the next."""
     generation = next((e for e in events if e.name == "bench._generate_single_turn"), None)
     if generation is None:
         return ["no generation in the profiled step"]
     start, end = generation.time_range.start, generation.time_range.end
     markers = sorted(
-        e.time_range.start for e in events if e.name == step_markers and start <= e.time_range.start <= end
+        e.time_range.start for e in events if e.name.startswith(step_marker) and start <= e.time_range.start <= end
     )
     if len(markers) < 3:
-        return [f"fewer than 3 '{step_markers}' in the generation: {len(markers)}"]
+        return [f"fewer than 3 '{step_marker}' calls in the generation: {len(markers)}"]
     middle = len(markers) // 2
     window = markers[middle], markers[middle + 1]
 

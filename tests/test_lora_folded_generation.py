@@ -2,6 +2,8 @@
 its weights. Same tokens as PEFT's unmerged path, the trained weights never written, the copy refreshed after
 every optimizer step."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 from peft import get_peft_model
@@ -65,12 +67,65 @@ def _train(tiny_factory, tmp_path, include) -> tuple[torch.Tensor, list]:
 
 def test_training_with_folding_samples_and_trains_exactly_as_without(tiny_factory, tmp_path):
     """Same seed, same sampled completions at every step, bit-identical trained weights: folding changes how
-    generation is computed, not what is sampled or trained."""
+    generation is computed, not what is sampled or trained. (Before the copy dropped TRL's instance ``forward`` and
+    its layers' gradient checkpointing, this held only because the copy was never used.)"""
     plain_weights, plain_completions = _train(tiny_factory, tmp_path / "plain", ())
     folded_weights, folded_completions = _train(tiny_factory, tmp_path / "folded", FOLDING)
     assert len(plain_completions) == 4
     assert folded_completions == plain_completions
     assert torch.equal(folded_weights, plain_weights)
+
+
+def test_every_generation_uses_the_current_weights_and_writes_none(tiny_factory, tmp_path, monkeypatch):
+    """Over 4 sampled GRPO steps: at each generation the copy holds exactly base + delta of the weights being
+    trained (to rounding; a stale copy would be off by a learning-rate step), and generating leaves every trained
+    tensor bit-identical."""
+    from unsloth_vlm_grpo.patches import lora_folded_generation
+
+    checks = []
+    generate_replaced = lora_folded_generation.generate_replaced
+
+    @contextmanager
+    def checking(peft_model, generate):
+        copy, layers = generate.__self__, lora_folded_generation._lora_layers(peft_model.get_base_model())
+        with torch.no_grad():
+            folded = {name: copy.get_submodule(name).weight for name in layers}
+            current = {
+                name: layer.base_layer.weight + layer.get_delta_weight("default") for name, layer in layers.items()
+            }
+            gap = max(float((folded[name] - current[name]).abs().max()) for name in layers)
+        before = {name: p.detach().clone() for name, p in peft_model.named_parameters()}
+        with generate_replaced(peft_model, generate):
+            yield
+        checks.append((gap, all(torch.equal(before[name], p) for name, p in peft_model.named_parameters())))
+
+    monkeypatch.setattr(lora_folded_generation, "generate_replaced", checking)
+    settings = dict(max_steps=4, per_device_train_batch_size=8, num_generations=2)
+    trainer, _, completions = train_recording_completions(tiny_factory, tmp_path, FOLDING, **settings)
+    assert len(checks) == len(completions) == 4
+    assert all(gap <= 1e-6 and unchanged for gap, unchanged in checks), checks  # stale: ~lr
+    assert any(bool((p != 0).any()) for n, p in trainer.model.named_parameters() if "lora_B" in n), "trained"
+
+
+def test_the_trainers_generation_runs_on_the_folded_weights(tiny_factory, tmp_path):
+    """Inside TRL's trainer the copy computes with its own folded weights, not through the trained model: TRL
+    replaces the trained model's ``forward`` with a closure over it, which a plain deep copy would keep. Changing
+    the trained adapters without a refresh changes the trained model's logits and leaves the copy's alone."""
+    from unsloth_vlm_grpo.patches.lora_folded_generation import FOLDED_COPY_KEY
+
+    trainer, _, _ = train_recording_completions(tiny_factory, tmp_path, FOLDING, max_steps=1)
+    folded = trainer.__dict__[FOLDED_COPY_KEY][1]
+    assert folded is not None and "forward" in vars(trainer.model.get_base_model()), "TRL patched forward"
+    inputs = single_image_inputs(trainer.processing_class, (200, 40, 40), "What colour is the square?")
+    trainer.model.eval()
+    with torch.no_grad():
+        copy_before, trained_before = folded.model(**inputs).logits, trainer.model(**inputs).logits
+        for name, parameter in trainer.model.named_parameters():
+            if "lora_B" in name:
+                parameter.add_(0.5)
+        copy_after, trained_after = folded.model(**inputs).logits, trainer.model(**inputs).logits
+    assert (trained_after - trained_before).abs().max() > 1e-3
+    assert torch.equal(copy_after, copy_before)
 
 
 def test_is_opt_in_and_reported(tmp_path):

@@ -63,6 +63,15 @@ class FoldedCopy:
         shared = {id(tensor): tensor for tensor in itertools.chain(base.parameters(), base.buffers())}
         self.model = copy.deepcopy(base, memo=shared)
         self.model.generation_config = base.generation_config  # TRL overrides it for the call: share it
+        # TRL 1.15 sets ``forward`` on the trained model's instance to a closure over that model's own forward (its
+        # fused log-prob head); a deep copy keeps the closure, and the copy would generate through the trained,
+        # unfolded model. The copy generates with its class's forward.
+        vars(self.model).pop("forward", None)
+        # The copy is made before TRL switches gradient checkpointing off for generation; a checkpointed layer in
+        # training mode drops the KV cache, so the copy's layers never checkpoint.
+        for module in self.model.modules():
+            if getattr(module, "gradient_checkpointing", False):
+                module.gradient_checkpointing = False
         self.pairs = []
         for name, layer in layers.items():
             # The base layer again (a Linear or Conv), sharing everything but a weight of its own.
