@@ -17,8 +17,10 @@ moves, and both fast-generation patches stepped aside (TRL gathers or summons th
 
 import math
 
+import accelerate
 import pytest
 import torch
+from packaging.version import Version
 
 from conftest import ROOT
 from ddp_checks import check_gathered_rewards, check_prompt_split, launch_probe
@@ -40,6 +42,10 @@ def test_sharded_engine_trains_with_every_patch(engine, family, tmp_path):
     config, distributed_type = ENGINES[engine]
     if engine.startswith("zero"):
         pytest.importorskip("deepspeed")
+    if engine == "fsdp2" and family == "gemma3" and Version(accelerate.__version__) < Version("1.16"):
+        # Seen on an H100 with accelerate 1.15.0: "Could not find the transformer layer class SiglipTextEmbeddings
+        # in the model" (Gemma 3's _no_split_modules names a class it does not instantiate; 1.16 skips such names).
+        pytest.skip("FSDP2 with Gemma 3 needs accelerate >= 1.16")
     launcher = [
         "-m",
         "accelerate.commands.launch",
