@@ -10,7 +10,7 @@ from peft import get_peft_model
 
 import unsloth_vlm_grpo
 from unsloth_vlm_grpo.patches.lora_folded_generation import FoldedCopy
-from unsloth_vlm_grpo.tiny import single_image_inputs
+from unsloth_vlm_grpo.tiny import FAMILIES, single_image_inputs
 
 from grpo_helpers import VISION_AND_LANGUAGE_LORA, train_recording_completions
 
@@ -28,7 +28,7 @@ def _peft_model(tiny_factory, family):
     return model, tiny.processor
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3", "idefics3"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_greedy_generation_through_the_folded_copy_is_token_for_token_the_same(family, tiny_factory):
     model, processor = _peft_model(tiny_factory, family)
     inputs = single_image_inputs(processor, (200, 40, 40), "What colour is the square?")
@@ -107,13 +107,14 @@ def test_every_generation_uses_the_current_weights_and_writes_none(tiny_factory,
     assert any(bool((p != 0).any()) for n, p in trainer.model.named_parameters() if "lora_B" in n), "trained"
 
 
-def test_the_trainers_generation_runs_on_the_folded_weights(tiny_factory, tmp_path):
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
+def test_the_trainers_generation_runs_on_the_folded_weights(family, tiny_factory, tmp_path):
     """Inside TRL's trainer the copy computes with its own folded weights, not through the trained model: TRL
     replaces the trained model's ``forward`` with a closure over it, which a plain deep copy would keep. Changing
     the trained adapters without a refresh changes the trained model's logits and leaves the copy's alone."""
     from unsloth_vlm_grpo.patches.lora_folded_generation import FOLDED_COPY_KEY
 
-    trainer, _, _ = train_recording_completions(tiny_factory, tmp_path, FOLDING, max_steps=1)
+    trainer, _, _ = train_recording_completions(tiny_factory, tmp_path, FOLDING, family, max_steps=1)
     folded = trainer.__dict__[FOLDED_COPY_KEY][1]
     assert folded is not None and "forward" in vars(trainer.model.get_base_model()), "TRL patched forward"
     inputs = single_image_inputs(trainer.processing_class, (200, 40, 40), "What colour is the square?")

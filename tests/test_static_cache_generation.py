@@ -117,6 +117,20 @@ def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynam
     assert logged == [0.0, 0.0, 0.0], "no compile on CPU, and the metric is logged every step"
 
 
+def test_several_iterations_per_generation_train_exactly_as_with_a_dynamic_cache(tiny_factory, tmp_path):
+    """``num_iterations=2``: each generation is reused for a second optimizer step, whose importance ratio
+    compares the generation-time policy (old log-probs) with the updated one; the fast path changes none of it."""
+    settings = dict(num_iterations=2, max_steps=4)
+    _, plain_weights, plain_completions = _train(tiny_factory, tmp_path / "plain", (), **settings)
+    trainer, fast_weights, fast_completions = _train(
+        tiny_factory, tmp_path / "fast", STATIC + ("lora_folded_generation",), cache_implementation="static", **settings
+    )
+    assert len(plain_completions) == 2, "two generations for four steps"
+    assert fast_completions == plain_completions
+    assert torch.equal(fast_weights, plain_weights)
+    assert trainer.__dict__[GENERATION_KEY][1].calls == 2
+
+
 def test_steps_aside_with_one_log_line(tiny_factory, tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="unsloth_vlm_grpo"):
         _train(tiny_factory, tmp_path / "cpu", STATIC, max_steps=2)
