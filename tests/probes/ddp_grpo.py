@@ -272,7 +272,8 @@ try:
     # What each fast-generation patch kept for this trainer: its generation object, or None where it stepped aside.
     kept = {"lora_folded_generation": FOLDED_COPY_KEY, "static_cache_generation": GENERATION_KEY}
     record["fast_generation"] = {
-        name: type(trainer.__dict__.get(key, (None, None))[1]).__name__ for name, key in kept.items()
+        name: type(trainer.__dict__[key][1]).__name__ if key in trainer.__dict__ else "absent"
+        for name, key in kept.items()
     }
     record["model_wrapped"] = type(trainer.model_wrapped).__name__
     record["vision_grad_params"] = len(gradients.norms)

@@ -65,7 +65,8 @@ class FoldedCopy:
         self.model.generation_config = base.generation_config  # TRL overrides it for the call: share it
         # TRL 1.15 sets ``forward`` on the trained model's instance to a closure over that model's own forward (its
         # fused log-prob head); a deep copy keeps the closure, and the copy would generate through the trained,
-        # unfolded model. The copy generates with its class's forward.
+        # unfolded model. The copy's top-level forward is its class's. (With cast_lm_head_to_fp32 TRL also wraps
+        # lm_head.forward; that closure reads the shared, never-adapted head weight, so it is left.)
         vars(self.model).pop("forward", None)
         # The copy is made before TRL switches gradient checkpointing off for generation; a checkpointed layer in
         # training mode drops the KV cache, so the copy's layers never checkpoint.
@@ -100,7 +101,11 @@ class FoldedCopy:
             self.refreshed_at = step
 
 
-def _build_folded_copy(peft_model) -> FoldedCopy | None:
+def _build_folded_copy(trainer, peft_model) -> FoldedCopy | None:
+    flag = other_generation_path(trainer)
+    if flag:
+        logger.info("unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: %s is set", flag)
+        return None
     try:
         folded = FoldedCopy(peft_model)
         logger.info("unsloth_vlm_grpo: generating through a LoRA-folded copy of %d adapted layers", len(folded.pairs))
@@ -114,9 +119,9 @@ def _generate_with_folded_lora(wrapped, trainer, args, kwargs):
     from peft import PeftModel
 
     peft_model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-    if not isinstance(peft_model, PeftModel) or other_generation_path(trainer):
+    if not isinstance(peft_model, PeftModel):
         return wrapped(*args, **kwargs)
-    folded = kept_for_model(trainer, FOLDED_COPY_KEY, peft_model, lambda: _build_folded_copy(peft_model))
+    folded = kept_for_model(trainer, FOLDED_COPY_KEY, peft_model, lambda: _build_folded_copy(trainer, peft_model))
     if folded is None:
         return wrapped(*args, **kwargs)
     folded.refresh_if_trained(trainer.state.global_step)
