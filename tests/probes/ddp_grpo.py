@@ -5,6 +5,7 @@ Usage::
     accelerate launch --num_processes N [--cpu | --multi_gpu] tests/probes/ddp_grpo.py OUTDIR \
         [--family qwen2_5_vl] [--steps 4] [--global-batch 16] [--num-generations 4] [--beta 0.0] \
         [--loss-type grpo] [--max-completion-length 8] [--learning-rate 1e-3] [--unsloth]
+        [--fast-generation] [--full-finetune]
 
 Every rank builds the same tiny VLM (``build_tiny_vlm(family, seed=0)``), adds LoRA on language and vision
 linear layers (PEFT, or ``FastVisionModel.get_peft_model`` with ``--unsloth``) and trains with
@@ -16,8 +17,9 @@ the same row (0 misaligned expected), and records the rows it saw per step.
 
 Launched with an FSDP2 or DeepSpeed ZeRO config (``accelerate_configs/``), the same probe checks sharded
 training: weights are read whole (FSDP2's DTensors gathered, ZeRO-3's partitions gathered) for the checksums,
-and ``vision_lora_moved`` counts the vision LoRA matrices that changed, since under sharding the gradient
-hooks may see no gradient on the sharded parameters.
+and ``vision_moved`` counts the trained vision weights (LoRA matrices, or every vision parameter with
+``--full-finetune``) that changed, since under sharding the gradient hooks may see no gradient on the sharded
+parameters.
 
 Each rank writes ``OUTDIR/rank{R}.json`` (also when training raises: ``outcome`` "crashed" with the error),
 then rank 0 waits for the others and prints ``RESULT <json>`` with every rank's record. bf16 on CUDA, fp32
@@ -50,8 +52,13 @@ parser.add_argument("--learning-rate", type=float, default=1e-3)
 parser.add_argument("--rows", type=int, default=64)
 parser.add_argument("--unsloth", action="store_true", help="FastVisionModel + Unsloth's generated trainer")
 parser.add_argument("--fast-generation", action="store_true", help="patch(include=FAST_GENERATION)")
+parser.add_argument(
+    "--full-finetune", action="store_true", help="train every weight instead of LoRA (not with --unsloth)"
+)
 cli = parser.parse_args()
 
+if cli.full_finetune and cli.unsloth:
+    parser.error("--full-finetune trains a transformers model; it does not combine with --unsloth")
 outdir = Path(cli.outdir)
 outdir.mkdir(parents=True, exist_ok=True)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -221,7 +228,10 @@ try:
         model, processor = tiny.model, tiny.processor
         if on_cuda:
             model = model.to(torch.bfloat16)
-        peft_config = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS)
+        if not cli.full_finetune:
+            peft_config = LoraConfig(
+                r=8, lora_alpha=16, lora_dropout=0.0, target_modules=VISION_AND_LANGUAGE_LORA_TARGETS
+            )
     args = GRPOConfig(
         output_dir=str(outdir / "trainer"),
         per_device_train_batch_size=per_device,
@@ -280,9 +290,10 @@ try:
     record["vision_grad_missing"] = gradients.missing
     weights_after = trainable_state(trainer.model)
     record["checksum_after"] = checksum(trainer.model, weights_after)
-    vision_lora = [name for name in weights_after if "lora_" in name and is_vision_parameter(name)]
-    record["vision_lora_matrices"] = len(vision_lora)
-    record["vision_lora_moved"] = sum(not torch.equal(weights_before[n], weights_after[n]) for n in vision_lora)
+    # The trained vision weights: the LoRA matrices, or with --full-finetune every vision parameter.
+    vision = [n for n in weights_after if is_vision_parameter(n) and (cli.full_finetune or "lora_" in n)]
+    record["vision_trained"] = len(vision)
+    record["vision_moved"] = sum(not torch.equal(weights_before[n], weights_after[n]) for n in vision)
 except BaseException as error:  # noqa: BLE001 - reported in the rank file, then re-raised
     record["outcome"] = "crashed"
     record["error"] = f"{type(error).__name__}: {error}"[:1000]
