@@ -139,6 +139,11 @@ def _step_timer(device: str, seconds: dict[int, float]):
     return StepTimer()
 
 
+def _is_kernel(event) -> bool:
+    """A GPU kernel; record_function ranges also appear as GPU events spanning their kernels."""
+    return event.device_type.name == "CUDA" and not event.is_user_annotation
+
+
 def _decode_step_timeline(events, step_marker: str = "## Call CompiledFxGraph") -> list[str]:
     """One decode step in the middle of the profiled generation, as lines: each CPU operation of 20 us or more
     (offset and duration in us, indented by depth), then the GPU kernel time that started in the window. A step
@@ -168,7 +173,7 @@ def _decode_step_timeline(events, step_marker: str = "## Call CompiledFxGraph") 
     kernels = 0.0
     for event in inside:
         duration = event.time_range.end - event.time_range.start
-        if event.device_type.name == "CUDA" and not event.is_user_annotation:
+        if _is_kernel(event):
             kernels += duration
         elif duration >= 20:
             offset = event.time_range.start - window[0]
@@ -201,9 +206,7 @@ def _step_profiler(step: int, output: Path, device: str, result: dict):
             by = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
             tables = [events.table(sort_by=by, row_limit=30), events.table(sort_by="self_cpu_time_total", row_limit=30)]
             output.write_text("\n".join([*tables, *_decode_step_timeline(self.trace.events())]))
-            # record_function ranges also appear as GPU events spanning their kernels: not kernel time.
-            kernels = [e for e in events if e.device_type.name == "CUDA" and not e.is_user_annotation]
-            kernel_us = sum(event.self_device_time_total for event in kernels)
+            kernel_us = sum(event.self_device_time_total for event in events if _is_kernel(event))
             result["profile"] = {
                 "step": step,
                 "cuda_kernel_seconds": kernel_us / 1e6,

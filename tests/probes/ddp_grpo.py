@@ -179,8 +179,7 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: (p.full_tensor() if hasattr(p, "full_tensor") else p).detach().to("cpu", copy=True) for n, p in params}
 
 
-def checksum(model, params=None) -> dict:
-    params = trainable_state(model) if params is None else params
+def checksum(params: dict[str, torch.Tensor]) -> dict:
     digest = hashlib.sha256()
     total = 0.0
     for name in sorted(params):
@@ -274,7 +273,7 @@ try:
         backend=str(accelerator.state.backend),
     )
     weights_before = trainable_state(trainer.model)
-    record["checksum_before"] = checksum(trainer.model, weights_before)
+    record["checksum_before"] = checksum(weights_before)
     trainer.add_callback(GatheredLogs(trainer, cli.global_batch))
     with unsloth_vlm_grpo.record_vision_gradients(trainer.model) as gradients:
         trainer.train()
@@ -289,7 +288,7 @@ try:
     record["vision_grad_params"] = len(gradients.norms)
     record["vision_grad_missing"] = gradients.missing
     weights_after = trainable_state(trainer.model)
-    record["checksum_after"] = checksum(trainer.model, weights_after)
+    record["checksum_after"] = checksum(weights_after)
     # The trained vision weights: the LoRA matrices, or with --full-finetune every vision parameter.
     vision = [n for n in weights_after if is_vision_parameter(n) and (cli.full_finetune or "lora_" in n)]
     record["vision_trained"] = len(vision)
