@@ -14,6 +14,8 @@ CONFIGS = {
     "c": "Unsloth + patch(), 16-bit LoRA",
     "d": "Unsloth + patch(), 4-bit QLoRA",
     "e": "TRL + PEFT bf16 LoRA + patch(include=FAST_GENERATION)",
+    "f": "Unsloth + patch(include=FAST_GENERATION), 16-bit LoRA",
+    "g": "Unsloth + patch(include=FAST_GENERATION), 4-bit QLoRA",
 }
 BANDWIDTH = {"H200": 4.8e12, "H100": 3.35e12}  # bytes/s, HBM spec
 PEAK_BF16_FLOPS = 989e12  # H100/H200 dense bf16 spec; ~790e12 is what large matmuls reach

@@ -80,15 +80,15 @@ def _kernel_ms_per_step(generate, inputs, config, tokens: int) -> float:
     return kernel_us / 1000 / tokens
 
 
-def _first_difference(a: torch.Tensor, b: torch.Tensor):
+def first_difference(a: torch.Tensor, b: torch.Tensor):
     differs = (a != b).any(dim=0).nonzero()
     return int(differs[0]) if differs.numel() else None
 
 
-def _tie_at_first_difference(reference, other, prompt_tokens: int) -> dict | None:
+def tie_at_first_difference(reference, other, prompt_tokens: int) -> dict | None:
     """At the first position where ``other`` picked another token: how far apart the two tokens' logits were
     in ``reference``, in units of bf16's spacing at that logit (a gap of about one spacing or less is a tie)."""
-    position = _first_difference(reference.sequences, other.sequences)
+    position = first_difference(reference.sequences, other.sequences)
     if position is None:
         return None
     row = int((reference.sequences[:, position] != other.sequences[:, position]).nonzero()[0])
@@ -135,10 +135,10 @@ def measure_shape(model, folded, processor, preset, sequences: int, tokens: int)
     fast_result["graphs_compiled_for_other_prompt_lengths"] = sweep_graphs
     fast_result["cache_after_sweep"] = f"{fast.batch_size}x{fast.cache_length}"
     prompt_tokens = result["prompt_tokens"]
-    result["first_difference_fast_vs_folded_dynamic"] = _tie_at_first_difference(
+    result["first_difference_fast_vs_folded_dynamic"] = tie_at_first_difference(
         outputs["folded_dynamic"], outputs["folded_static_compiled"], prompt_tokens
     )
-    result["first_difference_folded_vs_unmerged_dynamic"] = _tie_at_first_difference(
+    result["first_difference_folded_vs_unmerged_dynamic"] = tie_at_first_difference(
         outputs["unmerged_dynamic"], outputs["folded_dynamic"], prompt_tokens
     )
     first_logits = {name: output.logits[0].float() for name, output in outputs.items()}

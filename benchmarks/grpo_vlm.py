@@ -9,6 +9,8 @@ Configurations, each in a fresh subprocess of its own (``--child CONFIG``) and w
   d  Unsloth + unsloth_vlm_grpo.patch(), 4-bit QLoRA (bitsandbytes)
   e  as a, with unsloth_vlm_grpo.patch(include=FAST_GENERATION): a kept static cache, compiled decoding
      and LoRA folded into a generation copy
+  f  as c, with patch(include=FAST_GENERATION)
+  g  as d, with patch(include=FAST_GENERATION): the generation copy is dequantised to 16 bits
 The random-weight model is built once (on the GPU) and saved to --cache-dir; every configuration loads it.
 Each child prints ``RESULT <json>``; the parent writes results.json and results.md to --output-dir.
 """
@@ -40,7 +42,7 @@ GIB = 2**30
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", choices=sorted(PRESETS), default="qwen2_5_vl_3b")
-    parser.add_argument("--configs", default="a,b,c,d", help="comma-separated subset of a,b,c,d,e")
+    parser.add_argument("--configs", default="a,b,c,d", help=f"comma-separated subset of {','.join(CONFIGS)}")
     parser.add_argument("--device", choices=("cuda", "cpu"), default=None, help="default: cuda when available")
     parser.add_argument("--batch-size", type=int, default=8, help="per-device batch (completions per step)")
     parser.add_argument("--num-generations", type=int, default=8)
@@ -80,7 +82,7 @@ def parse_args(argv=None):
     args.configs = [name.strip() for name in args.configs.split(",") if name.strip()]
     unknown = sorted(set(args.configs) - set(CONFIGS))
     if unknown:
-        parser.error(f"unknown configuration(s) {unknown}; choose from a,b,c,d,e")
+        parser.error(f"unknown configuration(s) {unknown}; choose from {','.join(CONFIGS)}")
     if args.device is None:
         import torch
 
@@ -268,17 +270,17 @@ def _load_plain(args, meta):
 
 
 def _load_unsloth(args, config_name: str):
-    """Configs b, c, d: FastVisionModel with LoRA on vision and language attention + MLP layers."""
-    if config_name in ("c", "d"):
+    """Configs b, c, d, f, g: FastVisionModel with LoRA on vision and language attention + MLP layers."""
+    if config_name != "b":
         import unsloth_vlm_grpo
 
-        unsloth_vlm_grpo.patch()
+        unsloth_vlm_grpo.patch(include=unsloth_vlm_grpo.FAST_GENERATION if config_name in ("f", "g") else ())
     import torch
     import unsloth  # noqa: F401  (before trl's names: trl.GRPOTrainer becomes Unsloth's generated class)
     from unsloth import FastVisionModel
 
     model, processor = FastVisionModel.from_pretrained(
-        args.model_dir, load_in_4bit=config_name == "d", dtype=torch.bfloat16, full_finetuning=False
+        args.model_dir, load_in_4bit=config_name in ("d", "g"), dtype=torch.bfloat16, full_finetuning=False
     )
     model = FastVisionModel.get_peft_model(
         model,
@@ -364,7 +366,8 @@ def _generation_path(trainer) -> str:
             f"static cache {static.batch_size}x{static.cache_length}" + (", compiled" if static.compile else "")
         )
     if folded is not None:
-        parts.append(f"LoRA folded ({len(folded.pairs)} layers)")
+        dequantised = f", {len(folded.rest)} more 4-bit layers dequantised" if folded.rest else ""
+        parts.append(f"LoRA folded ({len(folded.pairs)} layers{dequantised}; {folded.extra_bytes / GIB:.2f} GiB)")
     return ", ".join(parts) or "TRL's generate (dynamic cache, eager)"
 
 

@@ -79,6 +79,18 @@ def varied_image(rgb, size):
     return Image.new("RGB", size, rgb)
 
 
+def varied_batch(processor, family, questions, sizes):
+    """One left-padded processor batch: a question and an image of its own size per row."""
+    messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}] for q in questions]
+    texts = [processor.apply_chat_template(message, add_generation_prompt=True) for message in messages]
+    images = [varied_image(rgb, size) for rgb, size in zip(list(COLOURS.values()), sizes, strict=False)]
+    nested = family in ("gemma3", "mllama", "idefics3")
+    processor.tokenizer.padding_side = "left"
+    return processor(
+        images=[[image] for image in images] if nested else images, text=texts, return_tensors="pt", padding=True
+    )
+
+
 def varied_colour_dataset(rows: int = 8) -> Dataset:
     """Rows whose questions and image sizes differ, so that prompts in one batch differ in length."""
     names = list(COLOURS)

@@ -136,3 +136,51 @@ def test_is_opt_in_and_reported(tmp_path):
         assert not set(unsloth_vlm_grpo.FAST_GENERATION) & {entry.patch for entry in report.applied + report.excluded}
     finally:
         unsloth_vlm_grpo.unpatch()
+
+
+def _qlora_model(tiny_factory, family, directory):
+    """A tiny VLM saved and loaded back in bitsandbytes 4-bit (as QLoRA users load theirs), with perturbed LoRA."""
+    from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
+
+    tiny = tiny_factory(family)
+    tiny.model.save_pretrained(directory)
+    quantisation = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
+    )
+    model = AutoModelForImageTextToText.from_pretrained(
+        directory, quantization_config=quantisation, dtype=torch.float32, device_map={"": "cpu"}
+    )
+    model = get_peft_model(model, VISION_AND_LANGUAGE_LORA)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(std=0.5)
+    return model, tiny.processor
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
+def test_a_4bit_model_generates_through_a_dequantised_copy(family, tiny_factory, tmp_path):
+    """QLoRA: every 4-bit layer of the copy becomes a plain linear layer (adapted ones hold dequantised base +
+    delta), so the copy is no quantised model; greedy tokens are PEFT's over bitsandbytes, and nothing trained or
+    quantised is written."""
+    import bitsandbytes
+
+    model, processor = _qlora_model(tiny_factory, family, tmp_path)
+    assert model.get_base_model().hf_quantizer is not None
+    quantised = [n for n, m in model.named_modules() if isinstance(m, bitsandbytes.nn.Linear4bit)]
+    assert len(quantised) >= 16
+    inputs = single_image_inputs(processor, (200, 40, 40), "What colour is the square?")
+    settings = dict(max_new_tokens=12, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    before = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    with torch.no_grad():
+        unmerged = model.generate(**inputs, **settings, output_logits=True, return_dict_in_generate=True)
+        folded = FoldedCopy(model)
+        through_copy = folded.model.generate(**inputs, **settings, output_logits=True, return_dict_in_generate=True)
+    assert not any(type(m).__module__.startswith("bitsandbytes") for m in folded.model.modules())
+    assert folded.model.hf_quantizer is None and model.get_base_model().hf_quantizer is not None
+    folded_4bit = [layer for layer, _ in folded.pairs if isinstance(layer.base_layer, bitsandbytes.nn.Linear4bit)]
+    assert len(folded_4bit) + len(folded.rest) == len(quantised)
+    assert torch.equal(unmerged.sequences, through_copy.sequences)
+    torch.testing.assert_close(torch.stack(through_copy.logits), torch.stack(unmerged.logits), rtol=1e-4, atol=1e-4)
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())

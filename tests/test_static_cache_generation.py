@@ -14,27 +14,15 @@ from unsloth_vlm_grpo.patches.static_cache_generation import (
 )
 
 from grpo_helpers import (
-    COLOURS,
     VARIED_QUESTIONS,
     VARIED_SIZES,
     saved_and_loaded,
     train_recording_completions,
-    varied_image,
+    varied_batch,
 )
 
 STATIC = ("static_cache_generation",)
 FAST_PATH_FAMILIES = ["qwen2_vl", "qwen2_5_vl", "gemma3", "qwen3_vl", "idefics3", "llava_next"]
-
-
-def _batch(processor, family, questions, sizes):
-    messages = [[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": q}]}] for q in questions]
-    texts = [processor.apply_chat_template(message, add_generation_prompt=True) for message in messages]
-    images = [varied_image(rgb, size) for rgb, size in zip(list(COLOURS.values()), sizes, strict=False)]
-    nested = family in ("gemma3", "mllama", "idefics3")
-    processor.tokenizer.padding_side = "left"
-    return processor(
-        images=[[image] for image in images] if nested else images, text=texts, return_tensors="pt", padding=True
-    )
 
 
 @pytest.mark.parametrize("family", FAST_PATH_FAMILIES)
@@ -48,8 +36,8 @@ def test_kept_static_cache_gives_the_dynamic_caches_tokens_and_logits(family, ti
         output_logits=True, return_dict_in_generate=True,
     )  # fmt: skip
     batches = [  # the second batch is longer: same cache, other prompt lengths
-        _batch(processor, family, VARIED_QUESTIONS[:2], VARIED_SIZES[:2]),
-        _batch(processor, family, VARIED_QUESTIONS[2:], VARIED_SIZES[2:]),
+        varied_batch(processor, family, VARIED_QUESTIONS[:2], VARIED_SIZES[:2]),
+        varied_batch(processor, family, VARIED_QUESTIONS[2:], VARIED_SIZES[2:]),
     ]
     addresses = set()
     with torch.no_grad():
@@ -66,7 +54,7 @@ def test_gemma3_static_cache_keeps_the_bidirectional_image_mask(tiny_factory):
     """The check above can fail for Gemma 3: its image tokens attend to each other both ways, and without
     that mask (token_type_ids) the logits change."""
     tiny = tiny_factory("gemma3")
-    inputs = _batch(tiny.processor, "gemma3", VARIED_QUESTIONS[:2], VARIED_SIZES[:2])
+    inputs = varied_batch(tiny.processor, "gemma3", VARIED_QUESTIONS[:2], VARIED_SIZES[:2])
     without_mask = {key: value for key, value in inputs.items() if key != "token_type_ids"}
     with torch.no_grad():
         assert (tiny.model(**inputs).logits - tiny.model(**without_mask).logits).abs().max() > 1e-2
@@ -82,12 +70,12 @@ def test_cache_lengths_are_powers_of_two_and_other_batch_sizes_compile_nothing(t
     caches = []
     with torch.no_grad(), caplog.at_level(logging.INFO, logger="unsloth_vlm_grpo"):
         for new_tokens in (8, 300, 8):
-            inputs = _batch(tiny.processor, "qwen2_5_vl", VARIED_QUESTIONS[:2], VARIED_SIZES[:2])
+            inputs = varied_batch(tiny.processor, "qwen2_5_vl", VARIED_QUESTIONS[:2], VARIED_SIZES[:2])
             config = GenerationConfig(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                                       pad_token_id=pad)  # fmt: skip
             generation.generate(tiny.model.generate, **inputs, generation_config=config)
             caches.append((generation.cache, generation.cache_length))
-        partial = _batch(tiny.processor, "qwen2_5_vl", VARIED_QUESTIONS[:1], VARIED_SIZES[:1])
+        partial = varied_batch(tiny.processor, "qwen2_5_vl", VARIED_QUESTIONS[:1], VARIED_SIZES[:1])
         output = generation.generate(tiny.model.generate, **partial, generation_config=config)
     assert [length for _, length in caches] == [256, 512, 512], "grows, never shrinks"
     assert caches[1][0] is caches[2][0]

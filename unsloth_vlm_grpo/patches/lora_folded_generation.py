@@ -1,17 +1,20 @@
 """Generate through a copy of the model with LoRA folded into its weights (opt-in: ``patch(include=...)``).
 
-Target: ``GRPOTrainer._generate_single_turn`` on TRL's class (trl 1.15.0), transformers generation of a PEFT
-LoRA model (not vLLM, continuous batching, FSDP or DeepSpeed; not Unsloth's class, whose FastVisionModel
-has generation paths of its own).
+Target: ``GRPOTrainer._generate_single_turn`` on TRL's class (trl 1.15.0) and Unsloth's generated class
+(unsloth 2026.10.9), transformers generation of a PEFT LoRA model (not vLLM, continuous batching, FSDP or
+DeepSpeed). The copy of a FastVisionModel keeps Unsloth's ``generate``, bound to the copy.
 Why: TRL generates through PEFT's unmerged LoRA, so every adapted linear layer runs three matmuls per decode
 step (H200, Qwen2.5-VL-3B shapes, LoRA r=8 on 413 linears: 70-103 ms per decode step unmerged, 49 ms merged,
 measured 2026-12-02); merging and unmerging the trained weights every step drifts them in bf16
 (huggingface/trl#6688). Here generation runs through a structural copy of the base model whose adapted
 linears hold ``base + delta`` in tensors of their own, refreshed in place (same addresses) whenever the trained
 weights have changed since the last generation; every other tensor is shared, and the trained weights are
-never written. Memory: one extra copy of the adapted layers' weights. The copy has no LoRA dropout: with
-``lora_dropout > 0`` the sampling distribution is the model's without dropout. Layers it cannot fold (DoRA,
-quantised base layers) keep today's path, said once in the log. Linear and convolution layers are folded.
+never written. Memory: one extra copy of the adapted layers' weights. A QLoRA model (bitsandbytes 4-bit) gets a
+dequantised copy: every 4-bit layer, adapted or not, becomes a plain linear layer of the compute dtype (adapted
+ones hold dequantised base + delta), so generation runs as a 16-bit model and can be compiled; memory is the
+16-bit model's linear weights. The copy has no LoRA dropout: with ``lora_dropout > 0`` the sampling distribution
+is the model's without dropout. Layers it cannot fold (DoRA, other quantisations) keep today's path, said once in
+the log. Linear and convolution layers are folded.
 Remove when: TRL or PEFT generate with folded LoRA weights without touching the trained ones (not the case
 as of trl 1.15.0 / peft 0.21).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
+import sys
 
 import torch
 
@@ -44,16 +48,40 @@ def _lora_layers(model) -> dict:
 _FOLDABLE_BASES = (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
 
 
+def _is_4bit(module) -> bool:
+    bitsandbytes = sys.modules.get("bitsandbytes")  # a model holds bitsandbytes layers only once it is imported
+    return bitsandbytes is not None and isinstance(module, bitsandbytes.nn.Linear4bit)
+
+
 def _check_foldable(name: str, layer) -> None:
-    if type(getattr(layer, "base_layer", None)) not in _FOLDABLE_BASES or not hasattr(layer, "get_delta_weight"):
-        raise NotFoldable(f"{name} is a {type(layer).__name__} over {type(layer.base_layer).__name__}")
+    base = getattr(layer, "base_layer", None)
+    if not (type(base) in _FOLDABLE_BASES or _is_4bit(base)) or not hasattr(layer, "get_delta_weight"):
+        raise NotFoldable(f"{name} is a {type(layer).__name__} over {type(base).__name__}")
     if layer.merged or any(layer.use_dora.get(adapter, False) for adapter in layer.active_adapters):
         raise NotFoldable(f"{name} is merged or uses DoRA")
 
 
+def _dequantised(layer, dtype: torch.dtype) -> torch.nn.Linear:
+    """A plain linear layer holding ``layer``'s dequantised 4-bit weight in ``dtype``; the bias is shared."""
+    from peft.utils.integrations import dequantize_module_weight
+
+    linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=False, device="meta")
+    linear.weight = torch.nn.Parameter(dequantize_module_weight(layer).to(dtype), requires_grad=False)
+    linear.bias = layer.bias
+    return linear
+
+
+def _base_weight(base_layer) -> torch.Tensor:
+    if _is_4bit(base_layer):
+        from peft.utils.integrations import dequantize_module_weight
+
+        return dequantize_module_weight(base_layer)
+    return base_layer.weight
+
+
 class FoldedCopy:
     """A copy of ``peft_model``'s base model that shares every tensor except the adapted linears' weights,
-    which hold ``base + delta`` of the active adapters."""
+    which hold ``base + delta`` of the active adapters (and, for a 4-bit model, its dequantised weights)."""
 
     def __init__(self, peft_model):
         base = peft_model.get_base_model()
@@ -73,25 +101,47 @@ class FoldedCopy:
         for module in self.model.modules():
             if getattr(module, "gradient_checkpointing", False):
                 module.gradient_checkpointing = False
+        dtype = base.dtype
         self.pairs = []
         for name, layer in layers.items():
-            # The base layer again (a Linear or Conv), sharing everything but a weight of its own.
             base_layer = layer.base_layer
-            keep = {id(tensor): tensor for tensor in itertools.chain(base_layer.parameters(), base_layer.buffers())}
-            del keep[id(base_layer.weight)]
-            folded = copy.deepcopy(base_layer, memo=keep)
-            folded.weight.requires_grad_(False)
+            if _is_4bit(base_layer):
+                folded = _dequantised(base_layer, dtype)
+            else:  # the base layer again (a Linear or Conv), sharing everything but a weight of its own
+                keep = {id(t): t for t in itertools.chain(base_layer.parameters(), base_layer.buffers())}
+                del keep[id(base_layer.weight)]
+                folded = copy.deepcopy(base_layer, memo=keep)
+                folded.weight.requires_grad_(False)
             self.model.set_submodule(name, folded)
             self.pairs.append((layer, folded))
+        self._dequantise_the_rest(dtype)
+        own = [*self.rest, *(folded for _, folded in self.pairs)]
+        self.extra_bytes = sum(layer.weight.numel() * layer.weight.element_size() for layer in own)
         self.base = base
         self.refreshed_at = None
         self.refresh()
+
+    def _dequantise_the_rest(self, dtype: torch.dtype) -> None:
+        """4-bit layers LoRA does not adapt (Qwen's vision merger, say) become 16-bit too: the copy is then no
+        quantised model, which transformers compiles."""
+        self.rest = []
+        for name, module in list(self.model.named_modules()):
+            if _is_4bit(module):
+                linear = _dequantised(module, dtype)
+                self.model.set_submodule(name, linear)
+                self.rest.append(linear)
+        leftover = [name for name, m in self.model.named_modules() if type(m).__module__.startswith("bitsandbytes")]
+        if leftover:
+            raise NotFoldable(f"{leftover[0]} is a {type(self.model.get_submodule(leftover[0])).__name__}")
+        if getattr(self.model, "hf_quantizer", None) is not None:
+            self.model.hf_quantizer = None
+            self.model.is_loaded_in_4bit = False
 
     @torch.no_grad()
     def refresh(self) -> None:
         for layer, folded in self.pairs:
             delta = sum(layer.get_delta_weight(adapter) for adapter in layer.active_adapters if adapter in layer.lora_A)
-            torch.add(layer.base_layer.weight, delta, out=folded.weight)
+            torch.add(_base_weight(layer.base_layer), delta, out=folded.weight)
 
     def refresh_if_trained(self, step: int) -> None:
         """Refresh once per optimizer step: the trained weights change only there."""
@@ -108,7 +158,13 @@ def _build_folded_copy(trainer, peft_model) -> FoldedCopy | None:
         return None
     try:
         folded = FoldedCopy(peft_model)
-        logger.info("unsloth_vlm_grpo: generating through a LoRA-folded copy of %d adapted layers", len(folded.pairs))
+        logger.info(
+            "unsloth_vlm_grpo: generating through a LoRA-folded copy of %d adapted layers%s (%.2f GiB of weights of "
+            "its own)",
+            len(folded.pairs),
+            f" and {len(folded.rest)} dequantised 4-bit layers" if folded.rest else "",
+            folded.extra_bytes / 2**30,
+        )
     except NotFoldable as reason:
         folded = None
         logger.info("unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: %s", reason)
@@ -131,10 +187,13 @@ def _generate_with_folded_lora(wrapped, trainer, args, kwargs):
 
 PATCH = Patch(
     name="lora_folded_generation",
-    targets=(GRPOTrainerMethod("_generate_single_turn", classes="trl"),),
+    targets=(GRPOTrainerMethod("_generate_single_turn"),),
     wrapper=_generate_with_folded_lora,
-    verified={"trl": "1.15.0", "peft": "0.21"},
-    fingerprints={"trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn": "53f746335e1db41f"},
+    verified={"trl": "1.15.0", "peft": "0.21", "unsloth": "2026.10.9"},
+    fingerprints={
+        "trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn": "53f746335e1db41f",
+        "UnslothGRPOTrainer._UnslothGRPOTrainer._generate_single_turn": "01050f9caae43331",
+    },
     reason="TRL generates through PEFT's unmerged LoRA: three matmuls per adapted layer per decode step.",
     remove_when="TRL or PEFT generate with folded LoRA weights without touching the trained ones.",
     opt_in=True,

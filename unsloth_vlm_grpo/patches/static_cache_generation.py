@@ -1,19 +1,21 @@
 """Generate with one static KV cache kept across steps, and let transformers compile its decode step.
 
-Target: ``GRPOTrainer._generate_single_turn`` on TRL's class (trl 1.15.0), transformers generation on a
-CUDA device (not vLLM, continuous batching, FSDP or DeepSpeed; not Unsloth's class, whose FastVisionModel
-generate overrides its cache and compile settings). On CPU it acts only where the user asked for
-``GRPOConfig(cache_implementation="static")``, without compiling.
+Target: ``GRPOTrainer._generate_single_turn`` on TRL's class (trl 1.15.0) and Unsloth's generated class
+(unsloth 2026.10.9), transformers generation on a CUDA device (not vLLM, continuous batching, FSDP or DeepSpeed).
+On CPU it acts only where the user asked for ``GRPOConfig(cache_implementation="static")``, without compiling.
 Why: TRL builds its generation config with ``disable_compile=True`` (huggingface/trl#3773) and a dynamic
 cache, so every decode step runs eagerly; with ``cache_implementation="static"`` transformers allocates a new
-cache on every ``generate`` call. H200, Qwen2.5-VL-3B shapes, 8 sequences: 70-103 ms per decode step with
-PEFT's unmerged LoRA and a dynamic cache, 20.6 ms unmerged with a static cache and compile, 11-13 ms with LoRA
-folded in as well (``lora_folded_generation``), measured 2026-12-02. Here each trainer keeps one
-``StaticCache`` (stable addresses, reset before each call) whose length is a power of two of at least 256
-tokens covering prompt + ``max_new_tokens``: a run compiles a bounded, logged number of graphs whatever prompt
-lengths arrive. A batch of another size than the cache's (a last partial batch) generates with a dynamic cache
-instead, so it sets off no recompile. Sampling is untouched: the trainer's generation config is copied with
-only the cache and compile fields changed. Compiled graphs per generation are logged as the metric
+cache on every ``generate`` call, and Unsloth's FastVisionModel ``generate`` forces such a per-call static cache
+with compile disabled. H200, Qwen2.5-VL-3B shapes, 8 sequences: 70-103 ms per decode step with PEFT's unmerged
+LoRA and a dynamic cache, 20.6 ms unmerged with a static cache and compile, 11-13 ms with LoRA folded in as well
+(``lora_folded_generation``), measured 2026-12-02. Here each trainer keeps one ``StaticCache`` (stable
+addresses, reset before each call) whose length is a power of two of at least 256 tokens covering prompt +
+``max_new_tokens``: a run compiles a bounded, logged number of graphs whatever prompt lengths arrive. A batch of
+another size than the cache's (a last partial batch) generates with a dynamic cache instead, so it sets off no
+recompile. The cache and compile settings go to ``generate`` as explicit arguments, which transformers applies
+after the generation config: Unsloth's ``generate`` rewrites the config's cache and compile fields on every call
+(watched below), and explicit arguments survive that. Sampling is untouched: every other field of the
+trainer's generation config is as TRL set it. Compiled graphs per generation are logged as the metric
 ``generation/compiled_graphs``. Mllama keeps today's path (no static cache support in transformers 5.17).
 Remove when: TRL generates with a persistent static cache and compiled decoding (not the case as of
 trl 1.15.0, transformers 5.17).
@@ -21,13 +23,12 @@ trl 1.15.0, transformers 5.17).
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 
 import torch
 
-from .._engine import GRPOTrainerMethod, Patch
+from .._engine import FunctionTarget, GRPOTrainerMethod, Patch
 from .._generation import generate_replaced, kept_for_model, other_generation_path
 
 logger = logging.getLogger("unsloth_vlm_grpo")
@@ -92,7 +93,8 @@ class StaticCacheGeneration:
                 if self.compile
                 else "",
             )
-        self.cache.reset()
+        with torch.inference_mode():  # Unsloth generates in inference mode: its cache tensors are inference tensors
+            self.cache.reset()
         return self.cache
 
     def generate(self, generate, **kwargs):
@@ -106,12 +108,14 @@ class StaticCacheGeneration:
         cache = self._cache_for(input_ids.shape[0], tokens)
         if cache is None:
             return generate(**kwargs)
-        config = copy.deepcopy(config)
-        config.cache_implementation = None
-        config.disable_compile = not self.compile
-        config.compile_config = self.compile_config
+        settings = {
+            "past_key_values": cache,
+            "cache_implementation": None,  # the cache is given: transformers refuses both
+            "disable_compile": not self.compile,
+            "compile_config": self.compile_config,
+        }
         graphs_before, started = _compiled_graphs(), time.perf_counter()
-        output = generate(**{**kwargs, "generation_config": config, "past_key_values": cache})
+        output = generate(**kwargs, **settings)
         self.calls += 1
         self.compiled_graphs = _compiled_graphs() - graphs_before
         if self.compiled_graphs:
@@ -149,10 +153,12 @@ def _build_generation(trainer, model) -> StaticCacheGeneration | None:
 
 def _generate_with_static_cache(wrapped, trainer, args, kwargs):
     model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-    generation = kept_for_model(trainer, GENERATION_KEY, model, lambda: _build_generation(trainer, model))
+    generate = model.generate
+    # lora_folded_generation, applied first, may have handed generation to a copy: that is the model to cache for
+    generating = getattr(generate, "__self__", model)
+    generation = kept_for_model(trainer, GENERATION_KEY, generating, lambda: _build_generation(trainer, generating))
     if generation is None:
         return wrapped(*args, **kwargs)
-    generate = model.generate
     with generate_replaced(model, lambda **generate_kwargs: generation.generate(generate, **generate_kwargs)):
         result = wrapped(*args, **kwargs)
     trainer._metrics["train" if trainer.model.training else "eval"]["generation/compiled_graphs"].append(
@@ -163,10 +169,15 @@ def _generate_with_static_cache(wrapped, trainer, args, kwargs):
 
 PATCH = Patch(
     name="static_cache_generation",
-    targets=(GRPOTrainerMethod("_generate_single_turn", classes="trl"),),
+    targets=(GRPOTrainerMethod("_generate_single_turn"),),
     wrapper=_generate_with_static_cache,
-    verified={"trl": "1.15.0", "transformers": "5.17.0"},
-    fingerprints={"trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn": "53f746335e1db41f"},
+    verified={"trl": "1.15.0", "transformers": "5.17.0", "unsloth": "2026.10.9"},
+    fingerprints={
+        "trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn": "53f746335e1db41f",
+        "UnslothGRPOTrainer._UnslothGRPOTrainer._generate_single_turn": "01050f9caae43331",
+        "unsloth.models.vision.unsloth_base_fast_generate": "ef62ce0d33574ec5",
+    },
+    watches=(FunctionTarget("unsloth.models.vision", "unsloth_base_fast_generate"),),
     reason="TRL decodes eagerly with a dynamic cache; transformers allocates a new static cache per call.",
     remove_when="TRL generates with a persistent static cache and compiled decoding.",
     opt_in=True,
