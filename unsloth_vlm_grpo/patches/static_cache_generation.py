@@ -14,7 +14,10 @@ addresses, reset before each call) whose length is a power of two of at least 25
 another size than the cache's (a last partial batch) generates with a dynamic cache instead, so it sets off no
 recompile. The cache and compile settings go to ``generate`` as explicit arguments, which transformers applies
 after the generation config: Unsloth's ``generate`` rewrites the config's cache and compile fields on every call
-(watched below), and explicit arguments survive that. Sampling is untouched: every other field of the
+(watched below), and explicit arguments survive that. Unsloth's generated forwards switch Dynamo's stance
+unless a compiled decode is scoped by unsloth_zoo's ``unsloth_decode_compile`` (watched below; without it
+compiling them raises "attempted to set_stance in a torch.compile region"), so a compiled generation runs in that
+scope when unsloth_zoo is loaded. Sampling is untouched: every other field of the
 trainer's generation config is as TRL set it. Compiled graphs per generation are logged as the metric
 ``generation/compiled_graphs``. Mllama keeps today's path (no static cache support in transformers 5.17).
 Remove when: TRL generates with a persistent static cache and compiled decoding (not the case as of
@@ -23,7 +26,9 @@ trl 1.15.0, transformers 5.17).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 
 import torch
@@ -43,6 +48,12 @@ def cache_length_for(tokens: int) -> int:
     while length < tokens:
         length *= 2
     return length
+
+
+def _unsloth_decode_compile_scope():
+    utils = sys.modules.get("unsloth_zoo.temporary_patches.utils")
+    scope = getattr(utils, "unsloth_decode_compile", None)
+    return scope() if scope is not None else contextlib.nullcontext()
 
 
 def _compiled_graphs() -> int:
@@ -115,7 +126,8 @@ class StaticCacheGeneration:
             "compile_config": self.compile_config,
         }
         graphs_before, started = _compiled_graphs(), time.perf_counter()
-        output = generate(**kwargs, **settings)
+        with _unsloth_decode_compile_scope() if self.compile else contextlib.nullcontext():
+            output = generate(**kwargs, **settings)
         self.calls += 1
         self.compiled_graphs = _compiled_graphs() - graphs_before
         if self.compiled_graphs:
@@ -176,8 +188,12 @@ PATCH = Patch(
         "trl.trainer.grpo_trainer.GRPOTrainer._generate_single_turn": "53f746335e1db41f",
         "UnslothGRPOTrainer._UnslothGRPOTrainer._generate_single_turn": "01050f9caae43331",
         "unsloth.models.vision.unsloth_base_fast_generate": "ef62ce0d33574ec5",
+        "unsloth_zoo.temporary_patches.utils.unsloth_decode_compile": "56392a79134ea87d",
     },
-    watches=(FunctionTarget("unsloth.models.vision", "unsloth_base_fast_generate"),),
+    watches=(
+        FunctionTarget("unsloth.models.vision", "unsloth_base_fast_generate"),
+        FunctionTarget("unsloth_zoo.temporary_patches.utils", "unsloth_decode_compile"),
+    ),
     reason="TRL decodes eagerly with a dynamic cache; transformers allocates a new static cache per call.",
     remove_when="TRL generates with a persistent static cache and compiled decoding.",
     opt_in=True,
