@@ -143,3 +143,22 @@ def train_recording_completions(tiny_factory, output_dir, include=(), family="qw
         return trainer, weights_of(trainer.model), completions
     finally:
         unsloth_vlm_grpo.unpatch()
+
+
+def unsloth_vision_lora(model):
+    """LoRA r=8 on the vision and language attention and MLP layers of a FastVisionModel, with Unsloth's
+    gradient checkpointing, as the Unsloth probes train it."""
+    from unsloth import FastVisionModel
+
+    return FastVisionModel.get_peft_model(
+        model,
+        finetune_vision_layers=True,
+        finetune_language_layers=True,
+        finetune_attention_modules=True,
+        finetune_mlp_modules=True,
+        r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        random_state=0,
+        use_gradient_checkpointing="unsloth",
+    )

@@ -43,6 +43,7 @@ from grpo_helpers import (  # noqa: E402
     VARIED_QUESTIONS,
     VARIED_SIZES,
     distinct_characters_reward,
+    unsloth_vision_lora,
     varied_batch,
     varied_colour_dataset,
 )
@@ -63,18 +64,7 @@ directory = tempfile.mkdtemp()
 tiny.model.save_pretrained(directory)
 tiny.processor.save_pretrained(directory)
 model, processor = FastVisionModel.from_pretrained(directory, load_in_4bit=precision == "4bit")
-model = FastVisionModel.get_peft_model(
-    model,
-    finetune_vision_layers=True,
-    finetune_language_layers=True,
-    finetune_attention_modules=True,
-    finetune_mlp_modules=True,
-    r=8,
-    lora_alpha=16,
-    lora_dropout=0.0,
-    random_state=0,
-    use_gradient_checkpointing="unsloth",
-)
+model = unsloth_vision_lora(model)
 torch.manual_seed(1)
 with torch.no_grad():
     for name, parameter in model.named_parameters():

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 
 family, order, patch_mode, stress, steps = sys.argv[1:6]
 load_in_4bit = len(sys.argv) > 6 and sys.argv[6] == "4bit"
@@ -45,6 +46,9 @@ from unsloth_vlm_grpo._vision_tokens import vision_token_ids  # noqa: E402
 from unsloth_vlm_grpo.colour_task import completion_text  # noqa: E402
 from unsloth_vlm_grpo.tiny import build_tiny_vlm, favour_token, solid_image  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
+from grpo_helpers import unsloth_vision_lora  # noqa: E402
+
 tiny = build_tiny_vlm(family)
 config = tiny.model.config
 placeholder = getattr(config, "image_token_id", None) or config.image_token_index
@@ -56,18 +60,7 @@ tiny.model.save_pretrained(directory)
 tiny.processor.save_pretrained(directory)
 
 model, processor = FastVisionModel.from_pretrained(directory, load_in_4bit=load_in_4bit)
-model = FastVisionModel.get_peft_model(
-    model,
-    finetune_vision_layers=True,
-    finetune_language_layers=True,
-    finetune_attention_modules=True,
-    finetune_mlp_modules=True,
-    r=8,
-    lora_alpha=16,
-    lora_dropout=0.0,
-    random_state=0,
-    use_gradient_checkpointing="unsloth",
-)
+model = unsloth_vision_lora(model)
 vision_lora = {
     n: p.detach().float().clone()
     for n, p in model.named_parameters()
