@@ -13,6 +13,7 @@ from unsloth_vlm_grpo.patches.static_cache_generation import (
     cache_length_for,
 )
 
+from conftest import ROOT, run_probe
 from grpo_helpers import (
     VARIED_QUESTIONS,
     VARIED_SIZES,
@@ -130,3 +131,17 @@ def test_steps_aside_with_one_log_line(tiny_factory, tmp_path, caplog):
         "unsloth_vlm_grpo: generating with TRL's cache settings: transformers 5.17 has no static cache for Mllama's "
         "cross-attention layers",
     ]
+
+
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3", "idefics3"])
+def test_the_kept_cache_survives_unsloths_generate(family, tmp_path):
+    """Through Unsloth's real FastVisionModel ``generate`` (which rewrites the config's cache field and runs in
+    inference mode): the same tokens and logits as Unsloth's generate alone, one cache kept over two calls with
+    prompts of other lengths. Before the settings went as explicit arguments transformers refused the call
+    (a cache passed and ``cache_implementation`` set), and resetting a cache of inference tensors outside
+    inference mode raised."""
+    result = run_probe([str(ROOT / "tests" / "probes" / "unsloth_generate_static_cache.py"), family], tmp_path)
+    calls = result["calls"]
+    assert len(calls) == 2 and calls[0]["prompt_tokens"] != calls[1]["prompt_tokens"]
+    assert all(call["same_tokens"] and call["logits_max_abs_diff"] <= 1e-5 for call in calls), calls
+    assert calls[0]["cache_address"] == calls[1]["cache_address"] and calls[1]["cache_holds_inference_tensors"]
