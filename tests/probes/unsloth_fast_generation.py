@@ -110,6 +110,7 @@ try:
             greedy["fast_compiled_graphs_per_call"] = graphs
         del folded
     result["greedy"] = greedy
+    print("GREEDY " + json.dumps(greedy), flush=True)  # kept should training not finish
 except Exception as error:  # noqa: BLE001 - reported to the test
     result["greedy_error"] = f"{type(error).__name__}: {error}"[:600]
     result["greedy_traceback"] = traceback.format_exc()[-2500:]
