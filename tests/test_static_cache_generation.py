@@ -133,7 +133,7 @@ def test_steps_aside_with_one_log_line(tiny_factory, tmp_path, caplog):
     ]
 
 
-@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3", "idefics3"])
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
 def test_the_kept_cache_survives_unsloths_generate(family, tmp_path):
     """Through Unsloth's real FastVisionModel ``generate`` (which rewrites the config's cache field and runs in
     inference mode): the same tokens and logits as Unsloth's generate alone, one cache kept over two calls with
