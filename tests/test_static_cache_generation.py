@@ -135,9 +135,10 @@ def test_steps_aside_with_one_log_line(tiny_factory, tmp_path, caplog):
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])
 def test_the_kept_cache_survives_unsloths_generate(family, tmp_path):
-    """Through Unsloth's real FastVisionModel ``generate`` (which rewrites the config's cache field and runs in
-    inference mode): the same tokens and logits as Unsloth's generate alone, one cache kept over two calls with
-    prompts of other lengths. Before the settings went as explicit arguments transformers refused the call
+    """Through Unsloth's real FastVisionModel ``generate`` (which rewrites the config's cache and compile fields
+    and runs in inference mode): the same tokens and logits as Unsloth's generate alone, one cache kept over two
+    calls with prompts of other lengths, and transformers' compile decision sees the kept cache and our compile
+    settings. Before the settings went as explicit arguments transformers refused the call
     (a cache passed and ``cache_implementation`` set), and resetting a cache of inference tensors outside
     inference mode raised."""
     result = run_probe([str(ROOT / "tests" / "probes" / "unsloth_generate_static_cache.py"), family], tmp_path)
@@ -145,3 +146,5 @@ def test_the_kept_cache_survives_unsloths_generate(family, tmp_path):
     assert len(calls) == 2 and calls[0]["prompt_tokens"] != calls[1]["prompt_tokens"]
     assert all(call["same_tokens"] and call["logits_max_abs_diff"] <= 1e-5 for call in calls), calls
     assert calls[0]["cache_address"] == calls[1]["cache_address"] and calls[1]["cache_holds_inference_tensors"]
+    expected = {"kept_cache": True, "disable_compile": False, "our_compile_config": True}
+    assert result["reached_transformers"] == [expected, expected], "Unsloth's rewrite did not win"

@@ -3,8 +3,10 @@
 Usage: unsloth_generate_static_cache.py FAMILY. FastVisionModel cannot load on a CPU, so Unsloth's
 ``unsloth_base_fast_generate`` is bound to a tiny transformers model the way FastVisionModel binds it (the
 original ``generate`` kept as ``_old_generate``). Two batches of prompts of different lengths and image sizes are
-generated greedily through Unsloth's ``generate`` alone and through ``StaticCacheGeneration`` in front of it.
-Unsloth's ``generate`` rewrites the generation config's cache field and runs in inference mode.
+generated greedily through Unsloth's ``generate`` alone and through ``StaticCacheGeneration`` (compile asked for)
+in front of it. Unsloth's ``generate`` rewrites the generation config's cache and compile fields and runs in
+inference mode; transformers' own compile decision (``_valid_auto_compile_criteria``, which on a CPU says no)
+records the settings that reached it.
 Prints ``RESULT <json>``."""
 
 import json
@@ -41,12 +43,29 @@ def trl_like_config():
     )  # fmt: skip
 
 
-generation = StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=False)
+generation = StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=True)
+criteria = model._valid_auto_compile_criteria
+reached = []
+
+
+def recording_criteria(model_kwargs, generation_config):
+    reached.append(
+        {
+            "kept_cache": model_kwargs.get("past_key_values") is generation.cache,
+            "disable_compile": generation_config.disable_compile,
+            "our_compile_config": generation_config.compile_config is generation.compile_config,
+        }
+    )
+    return criteria(model_kwargs, generation_config)
+
+
 calls = []
 for questions, sizes in ((VARIED_QUESTIONS[:2], VARIED_SIZES[:2]), (VARIED_QUESTIONS[2:], VARIED_SIZES[2:])):
     inputs = varied_batch(tiny.processor, family, questions, sizes)
     alone = model.generate(**inputs, generation_config=trl_like_config())
+    model._valid_auto_compile_criteria = recording_criteria
     kept = generation.generate(model.generate, **inputs, generation_config=trl_like_config())
+    del model._valid_auto_compile_criteria
     calls.append(
         {
             "prompt_tokens": inputs["input_ids"].shape[1],
@@ -56,4 +75,6 @@ for questions, sizes in ((VARIED_QUESTIONS[:2], VARIED_SIZES[:2]), (VARIED_QUEST
             "cache_holds_inference_tensors": generation.cache.layers[0].keys.is_inference(),
         }
     )
-print("RESULT " + json.dumps({"calls": calls, "cache_length": generation.cache_length}))
+print(
+    "RESULT " + json.dumps({"calls": calls, "reached_transformers": reached, "cache_length": generation.cache_length})
+)
