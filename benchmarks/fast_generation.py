@@ -87,14 +87,15 @@ def first_difference(a: torch.Tensor, b: torch.Tensor):
 
 def tie_at_first_difference(reference, other, prompt_tokens: int) -> dict | None:
     """At the first position where ``other`` picked another token: how far apart the two tokens' logits were
-    in ``reference``, in units of bf16's spacing at that logit (a gap of about one spacing or less is a tie)."""
+    in ``reference``, in units of bf16's spacing at the row's largest logit (a gap of about one spacing or less is
+    a tie)."""
     position = first_difference(reference.sequences, other.sequences)
     if position is None:
         return None
     row = int((reference.sequences[:, position] != other.sequences[:, position]).nonzero()[0])
     logits = reference.logits[position - prompt_tokens][row].float()
     chosen, alternative = int(reference.sequences[row, position]), int(other.sequences[row, position])
-    spacing = 2.0 ** (torch.floor(torch.log2(logits[chosen].abs())).item() - 7)
+    spacing = 2.0 ** (torch.floor(torch.log2(logits.abs().max())).item() - 7)
     gap = (logits[chosen] - logits[alternative]).item()
     return {"position": position - prompt_tokens, "logit": round(logits[chosen].item(), 3), "gap": round(gap, 4),
             "gap_in_bf16_spacings": round(gap / spacing, 2)}  # fmt: skip

@@ -91,14 +91,14 @@ def varied_batch(processor, family, questions, sizes):
     )
 
 
-def varied_colour_dataset(rows: int = 8) -> Dataset:
+def varied_colour_dataset(rows: int = 8, sizes=VARIED_SIZES) -> Dataset:
     """Rows whose questions and image sizes differ, so that prompts in one batch differ in length."""
     names = list(COLOURS)
     records = []
     for index in range(rows):
         name = names[index % len(names)]
         question = VARIED_QUESTIONS[index % len(VARIED_QUESTIONS)]
-        size = VARIED_SIZES[(index // 2) % len(VARIED_SIZES)]
+        size = sizes[(index // 2) % len(sizes)]
         prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         records.append({"prompt": prompt, "image": varied_image(COLOURS[name], size), "answer": name})
     return Dataset.from_list(records)

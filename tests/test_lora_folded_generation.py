@@ -138,17 +138,16 @@ def test_is_opt_in_and_reported(tmp_path):
         unsloth_vlm_grpo.unpatch()
 
 
-def _qlora_model(tiny_factory, family, directory):
-    """A tiny VLM saved and loaded back in bitsandbytes 4-bit (as QLoRA users load theirs), with perturbed LoRA."""
+def _qlora_model(tiny_factory, family, directory, dtype=torch.float32):
+    """A tiny VLM saved and loaded back in bitsandbytes 4-bit (as QLoRA users load theirs; transformers' default
+    compute dtype, float32), with perturbed LoRA."""
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
     tiny = tiny_factory(family)
     tiny.model.save_pretrained(directory)
-    quantisation = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32
-    )
+    quantisation = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
     model = AutoModelForImageTextToText.from_pretrained(
-        directory, quantization_config=quantisation, dtype=torch.float32, device_map={"": "cpu"}
+        directory, quantization_config=quantisation, dtype=dtype, device_map={"": "cpu"}
     )
     model = get_peft_model(model, VISION_AND_LANGUAGE_LORA)
     torch.manual_seed(1)
@@ -184,3 +183,23 @@ def test_a_4bit_model_generates_through_a_dequantised_copy(family, tiny_factory,
     assert torch.equal(unmerged.sequences, through_copy.sequences)
     torch.testing.assert_close(torch.stack(through_copy.logits), torch.stack(unmerged.logits), rtol=1e-4, atol=1e-4)
     assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+def test_the_dequantised_copy_keeps_its_dtype_when_bitsandbytes_casts_the_trained_bias(tiny_factory, tmp_path):
+    """A model loaded in bf16 computes its 4-bit layers in float32 (transformers' default compute dtype), and
+    bitsandbytes casts each such layer's bias to float32 in place at its first forward. The bf16 copy must keep
+    bf16 biases of its own (Qwen's q/k/v projections have biases), or its next generation fails."""
+    model, processor = _qlora_model(tiny_factory, "qwen2_5_vl", tmp_path, dtype=torch.bfloat16)
+    folded = FoldedCopy(model)
+    biased = [(layer, linear) for layer, linear in folded.pairs if linear.bias is not None]
+    assert biased and {linear.bias.dtype for _, linear in biased} == {torch.bfloat16}
+    inputs = single_image_inputs(processor, (200, 40, 40), "What colour is the square?")
+    inputs["pixel_values"] = inputs["pixel_values"].to(torch.bfloat16)
+    settings = dict(max_new_tokens=4, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    with torch.no_grad():
+        model(**inputs)
+        assert {layer.base_layer.bias.dtype for layer, _ in biased} == {torch.float32}, "bitsandbytes cast them"
+        folded.refresh()
+        generated = folded.model.generate(**inputs, **settings)
+    assert {linear.bias.dtype for _, linear in biased} == {torch.bfloat16}
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 4

@@ -100,6 +100,9 @@ def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynam
     )  # fmt: skip
     assert len(plain_completions) == 3
     assert trainer.__dict__[GENERATION_KEY][1].calls == 3, "every step generated through the kept cache"
+    from unsloth_vlm_grpo.patches.lora_folded_generation import FOLDED_COPY_KEY
+
+    assert trainer.__dict__[GENERATION_KEY][0] is trainer.__dict__[FOLDED_COPY_KEY][1].model, "kept for the copy"
     assert static_completions == plain_completions
     assert torch.equal(static_weights, plain_weights)
     logged = [entry["generation/compiled_graphs"] for entry in trainer.state.log_history if "loss" in entry]

@@ -7,7 +7,7 @@ and language layers with Unsloth's gradient checkpointing, and LoRA's B is pertu
           of the trained model (unmerged LoRA), through the folded copy's (Unsloth's ``generate`` bound to the
           copy) and through the patches' path (the copy with the kept static cache, compiled);
   train:  GRPO steps through trl.GRPOTrainer (Unsloth's class) with patch(include=FAST_GENERATION) on rows of
-          four question lengths and four image sizes.
+          four question lengths and one image size (the greedy batch has two sizes).
 Prints ``RESULT <json>``; a crash is reported in the result, not raised."""
 
 import json
@@ -136,7 +136,7 @@ trainer = GRPOTrainer(
     processing_class=processor,
     reward_funcs=distinct_characters_reward,
     args=args,
-    train_dataset=varied_colour_dataset(rows=12),
+    train_dataset=varied_colour_dataset(rows=12, sizes=((56, 56),)),
 )
 result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
 vision_lora = {n: p.detach().float().clone() for n, p in model.named_parameters() if "lora_" in n and "vis" in n}

@@ -10,9 +10,10 @@ measured 2026-12-02); merging and unmerging the trained weights every step drift
 linears hold ``base + delta`` in tensors of their own, refreshed in place (same addresses) whenever the trained
 weights have changed since the last generation; every other tensor is shared, and the trained weights are
 never written. Memory: one extra copy of the adapted layers' weights. A QLoRA model (bitsandbytes 4-bit) gets a
-dequantised copy: every 4-bit layer, adapted or not, becomes a plain linear layer of the compute dtype (adapted
-ones hold dequantised base + delta), so generation runs as a 16-bit model and can be compiled; memory is the
-16-bit model's linear weights. The copy has no LoRA dropout: with ``lora_dropout > 0`` the sampling distribution
+dequantised copy: every 4-bit layer, adapted or not, becomes a plain linear layer in the dtype of the model's
+unquantised weights (bf16 for a model loaded in bf16; fp32 after peft's kbit preparation upcasts them), adapted
+ones holding dequantised base + delta, so the copy is no quantised model and its decoding can be compiled; memory
+is those layers' weights in that dtype, logged when the copy is made. The copy has no LoRA dropout: with ``lora_dropout > 0`` the sampling distribution
 is the model's without dropout. Layers it cannot fold (DoRA, other quantisations) keep today's path, said once in
 the log. Linear and convolution layers are folded.
 Remove when: TRL or PEFT generate with folded LoRA weights without touching the trained ones (not the case
@@ -61,22 +62,24 @@ def _check_foldable(name: str, layer) -> None:
         raise NotFoldable(f"{name} is merged or uses DoRA")
 
 
-def _dequantised(layer, dtype: torch.dtype) -> torch.nn.Linear:
-    """A plain linear layer holding ``layer``'s dequantised 4-bit weight in ``dtype``; the bias is shared."""
-    from peft.utils.integrations import dequantize_module_weight
+def _dequantise(layer) -> torch.Tensor:
+    from bitsandbytes.functional import dequantize_4bit
 
+    return dequantize_4bit(layer.weight.data, layer.weight.quant_state)
+
+
+def _dequantised(layer, dtype: torch.dtype) -> torch.nn.Linear:
+    """A plain linear layer holding ``layer``'s dequantised 4-bit weight in ``dtype``, and a bias of its own:
+    bitsandbytes casts the bias it holds to each input's dtype, in place."""
     linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=False, device="meta")
-    linear.weight = torch.nn.Parameter(dequantize_module_weight(layer).to(dtype), requires_grad=False)
-    linear.bias = layer.bias
+    linear.weight = torch.nn.Parameter(_dequantise(layer).to(dtype), requires_grad=False)
+    if layer.bias is not None:
+        linear.bias = torch.nn.Parameter(layer.bias.detach().to(dtype), requires_grad=False)
     return linear
 
 
 def _base_weight(base_layer) -> torch.Tensor:
-    if _is_4bit(base_layer):
-        from peft.utils.integrations import dequantize_module_weight
-
-        return dequantize_module_weight(base_layer)
-    return base_layer.weight
+    return _dequantise(base_layer) if _is_4bit(base_layer) else base_layer.weight
 
 
 class FoldedCopy:
@@ -101,7 +104,7 @@ class FoldedCopy:
         for module in self.model.modules():
             if getattr(module, "gradient_checkpointing", False):
                 module.gradient_checkpointing = False
-        dtype = base.dtype
+        dtype = base.dtype  # the unquantised weights', so the activations' (fp32 after peft's kbit preparation)
         self.pairs = []
         for name, layer in layers.items():
             base_layer = layer.base_layer
@@ -122,7 +125,7 @@ class FoldedCopy:
         self.refresh()
 
     def _dequantise_the_rest(self, dtype: torch.dtype) -> None:
-        """4-bit layers LoRA does not adapt (Qwen's vision merger, say) become 16-bit too: the copy is then no
+        """4-bit layers LoRA does not adapt (Qwen's vision merger, say) are dequantised too: the copy is then no
         quantised model, which transformers compiles."""
         self.rest = []
         for name, module in list(self.model.named_modules()):
@@ -133,7 +136,11 @@ class FoldedCopy:
         leftover = [name for name, m in self.model.named_modules() if type(m).__module__.startswith("bitsandbytes")]
         if leftover:
             raise NotFoldable(f"{leftover[0]} is a {type(self.model.get_submodule(leftover[0])).__name__}")
-        if getattr(self.model, "hf_quantizer", None) is not None:
+        quantizer = getattr(self.model, "hf_quantizer", None)
+        dequantised = self.rest or any(_is_4bit(layer.base_layer) for layer, _ in self.pairs)
+        if quantizer is not None and dequantised:
+            if getattr(quantizer.quantization_config, "quant_method", None) != "bitsandbytes":
+                raise NotFoldable(f"a {type(quantizer).__name__} model's other layers cannot be dequantised")
             self.model.hf_quantizer = None
             self.model.is_loaded_in_4bit = False
 
@@ -142,6 +149,8 @@ class FoldedCopy:
         for layer, folded in self.pairs:
             delta = sum(layer.get_delta_weight(adapter) for adapter in layer.active_adapters if adapter in layer.lora_A)
             torch.add(_base_weight(layer.base_layer), delta, out=folded.weight)
+            if folded.bias is not None and folded.bias is not layer.base_layer.bias:  # a dequantised layer's own
+                folded.bias.copy_(layer.base_layer.bias)
 
     def refresh_if_trained(self, step: int) -> None:
         """Refresh once per optimizer step: the trained weights change only there."""

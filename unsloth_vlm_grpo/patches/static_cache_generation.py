@@ -14,10 +14,12 @@ addresses, reset before each call) whose length is a power of two of at least 25
 another size than the cache's (a last partial batch) generates with a dynamic cache instead, so it sets off no
 recompile. The cache and compile settings go to ``generate`` as explicit arguments, which transformers applies
 after the generation config: Unsloth's ``generate`` rewrites the config's cache and compile fields on every call
-(watched below), and explicit arguments survive that. Unsloth's generated forwards switch Dynamo's stance
+(watched below), and explicit arguments survive that (transformers then logs once that passing both a config and
+generation arguments is deprecated). Unsloth's generated forwards switch Dynamo's stance
 unless a compiled decode is scoped by unsloth_zoo's ``unsloth_decode_compile`` (watched below; without it
 compiling them raises "attempted to set_stance in a torch.compile region"), so a compiled generation runs in that
-scope when unsloth_zoo is loaded. Sampling is untouched: every other field of the
+scope when unsloth_zoo is loaded, as Unsloth's own compiled decoding does; the scope covers the eager prefill too,
+where Unsloth's compiled vision blocks may compile a new image size (counted in the metric below). Sampling is untouched: every other field of the
 trainer's generation config is as TRL set it. Compiled graphs per generation are logged as the metric
 ``generation/compiled_graphs``. Mllama keeps today's path (no static cache support in transformers 5.17).
 Remove when: TRL generates with a persistent static cache and compiled decoding (not the case as of
@@ -127,7 +129,7 @@ class StaticCacheGeneration:
         }
         graphs_before, started = _compiled_graphs(), time.perf_counter()
         with _unsloth_decode_compile_scope() if self.compile else contextlib.nullcontext():
-            output = generate(**kwargs, **settings)
+            output = generate(**{**kwargs, **settings})
         self.calls += 1
         self.compiled_graphs = _compiled_graphs() - graphs_before
         if self.compiled_graphs:
