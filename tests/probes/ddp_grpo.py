@@ -209,18 +209,10 @@ try:
         model, processor = FastVisionModel.from_pretrained(
             str(directory), load_in_4bit=False, device_map={"": local_rank} if on_cuda else None
         )
-        model = FastVisionModel.get_peft_model(
-            model,
-            finetune_vision_layers=True,
-            finetune_language_layers=True,
-            finetune_attention_modules=True,
-            finetune_mlp_modules=True,
-            r=8,
-            lora_alpha=16,
-            lora_dropout=0.0,
-            random_state=0,
-            use_gradient_checkpointing="unsloth",
-        )
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
+        from grpo_helpers import unsloth_vision_lora
+
+        model = unsloth_vision_lora(model)
     else:
         from peft import LoraConfig
 
