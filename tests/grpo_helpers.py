@@ -113,9 +113,12 @@ def saved_and_loaded(tiny, directory):
     return AutoModelForImageTextToText.from_pretrained(directory), AutoProcessor.from_pretrained(directory)
 
 
-def train_recording_completions(tiny_factory, output_dir, include=(), family="qwen2_5_vl", **config_overrides):
-    """``patch(include=include)``, then GRPO with vision and language LoRA on a tiny ``family`` VLM and
-    ``varied_colour_dataset()``. Returns the trainer, its final weights and the completion ids sampled per step."""
+def train_recording_completions(
+    tiny_factory, output_dir, include=(), family="qwen2_5_vl", model=None, **config_overrides
+):
+    """``patch(include=include)``, then GRPO with vision and language LoRA on a tiny ``family`` VLM (or ``model``,
+    that VLM as loaded elsewhere) and ``varied_colour_dataset()``. Returns the trainer, its final weights and the
+    completion ids sampled per step."""
     from trl import GRPOTrainer
 
     import unsloth_vlm_grpo
@@ -124,7 +127,7 @@ def train_recording_completions(tiny_factory, output_dir, include=(), family="qw
     try:
         tiny = tiny_factory(family)
         trainer = GRPOTrainer(
-            model=tiny.model,
+            model=tiny.model if model is None else model,
             processing_class=tiny.processor,
             reward_funcs=distinct_characters_reward,
             args=grpo_config(output_dir, **config_overrides),

@@ -76,10 +76,12 @@ def test_training_with_folding_samples_and_trains_exactly_as_without(tiny_factor
     assert torch.equal(folded_weights, plain_weights)
 
 
-def test_every_generation_uses_the_current_weights_and_writes_none(tiny_factory, tmp_path, monkeypatch):
+@pytest.mark.parametrize("bits", [32, 4])
+def test_every_generation_uses_the_current_weights_and_writes_none(bits, tiny_factory, tmp_path, monkeypatch):
     """Over 4 sampled GRPO steps: at each generation the copy holds exactly base + delta of the weights being
     trained (to rounding; a stale copy would be off by a learning-rate step), and generating leaves every trained
-    tensor bit-identical."""
+    tensor bit-identical. In 4 bits (QLoRA, LoRA added by TRL) the base is the dequantised weight, and the 4-bit
+    weights stay bit-identical too."""
     from unsloth_vlm_grpo.patches import lora_folded_generation
 
     checks = []
@@ -91,7 +93,8 @@ def test_every_generation_uses_the_current_weights_and_writes_none(tiny_factory,
         with torch.no_grad():
             folded = {name: copy.get_submodule(name).weight for name in layers}
             current = {
-                name: layer.base_layer.weight + layer.get_delta_weight("default") for name, layer in layers.items()
+                name: lora_folded_generation._base_weight(layer.base_layer) + layer.get_delta_weight("default")
+                for name, layer in layers.items()
             }
             gap = max(float((folded[name] - current[name]).abs().max()) for name in layers)
         before = {name: p.detach().clone() for name, p in peft_model.named_parameters()}
@@ -101,7 +104,17 @@ def test_every_generation_uses_the_current_weights_and_writes_none(tiny_factory,
 
     monkeypatch.setattr(lora_folded_generation, "generate_replaced", checking)
     settings = dict(max_steps=4, per_device_train_batch_size=8, num_generations=2)
-    trainer, _, completions = train_recording_completions(tiny_factory, tmp_path, FOLDING, **settings)
+    model = _4bit_model(tiny_factory, "qwen2_5_vl", tmp_path / "model") if bits == 4 else None
+    before = None if model is None else {n: t.clone() for n, t in model.state_dict().items() if t.dtype == torch.uint8}
+    trainer, _, completions = train_recording_completions(tiny_factory, tmp_path, FOLDING, model=model, **settings)
+    if bits == 4:
+        folded = trainer.__dict__[lora_folded_generation.FOLDED_COPY_KEY][1]
+        assert folded is not None and not any(
+            type(m).__module__.startswith("bitsandbytes") for m in folded.model.modules()
+        )
+        base_state = trainer.model.get_base_model().state_dict()
+        after = {n.replace(".base_layer", ""): t for n, t in base_state.items() if t.dtype == torch.uint8}
+        assert len(after) == len(before) >= 16 and all(torch.equal(before[n], t) for n, t in after.items())
     assert len(checks) == len(completions) == 4
     assert all(gap <= 1e-6 and unchanged for gap, unchanged in checks), checks  # stale: ~lr
     assert any(bool((p != 0).any()) for n, p in trainer.model.named_parameters() if "lora_B" in n), "trained"
@@ -138,17 +151,22 @@ def test_is_opt_in_and_reported(tmp_path):
         unsloth_vlm_grpo.unpatch()
 
 
-def _qlora_model(tiny_factory, family, directory, dtype=torch.float32):
-    """A tiny VLM saved and loaded back in bitsandbytes 4-bit (as QLoRA users load theirs; transformers' default
-    compute dtype, float32), with perturbed LoRA."""
+def _4bit_model(tiny_factory, family, directory, dtype=torch.float32):
+    """A tiny VLM saved and loaded back in bitsandbytes 4-bit, as QLoRA users load theirs (transformers' default
+    compute dtype, float32)."""
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
-    tiny = tiny_factory(family)
-    tiny.model.save_pretrained(directory)
+    tiny_factory(family).model.save_pretrained(directory)
     quantisation = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
-    model = AutoModelForImageTextToText.from_pretrained(
+    return AutoModelForImageTextToText.from_pretrained(
         directory, quantization_config=quantisation, dtype=dtype, device_map={"": "cpu"}
     )
+
+
+def _qlora_model(tiny_factory, family, directory, dtype=torch.float32):
+    """``_4bit_model`` with LoRA on vision and language layers, B perturbed."""
+    tiny = tiny_factory(family)
+    model = _4bit_model(tiny_factory, family, directory, dtype)
     model = get_peft_model(model, VISION_AND_LANGUAGE_LORA)
     torch.manual_seed(1)
     with torch.no_grad():
