@@ -17,15 +17,20 @@ from grpo_helpers import VISION_AND_LANGUAGE_LORA, train_recording_completions
 FOLDING = ("lora_folded_generation",)
 
 
-def _peft_model(tiny_factory, family):
-    tiny = tiny_factory(family)
-    model = get_peft_model(tiny.model, VISION_AND_LANGUAGE_LORA)
+def _with_perturbed_lora(model):
+    """``model`` with LoRA on vision and language layers; LoRA's B starts at zero: give the adapters a delta."""
+    model = get_peft_model(model, VISION_AND_LANGUAGE_LORA)
     torch.manual_seed(1)
-    with torch.no_grad():  # LoRA's B starts at zero: give the adapters a delta to fold
+    with torch.no_grad():
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.normal_(std=0.5)
-    return model, tiny.processor
+    return model
+
+
+def _peft_model(tiny_factory, family):
+    tiny = tiny_factory(family)
+    return _with_perturbed_lora(tiny.model), tiny.processor
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -104,7 +109,7 @@ def test_every_generation_uses_the_current_weights_and_writes_none(bits, tiny_fa
 
     monkeypatch.setattr(lora_folded_generation, "generate_replaced", checking)
     settings = dict(max_steps=4, per_device_train_batch_size=8, num_generations=2)
-    model = _4bit_model(tiny_factory, "qwen2_5_vl", tmp_path / "model") if bits == 4 else None
+    model = _4bit_model(tiny_factory("qwen2_5_vl"), tmp_path / "model") if bits == 4 else None
     before = None if model is None else {n: t.clone() for n, t in model.state_dict().items() if t.dtype == torch.uint8}
     trainer, _, completions = train_recording_completions(tiny_factory, tmp_path, FOLDING, model=model, **settings)
     if bits == 4:
@@ -151,12 +156,12 @@ def test_is_opt_in_and_reported(tmp_path):
         unsloth_vlm_grpo.unpatch()
 
 
-def _4bit_model(tiny_factory, family, directory, dtype=torch.float32):
-    """A tiny VLM saved and loaded back in bitsandbytes 4-bit, as QLoRA users load theirs (transformers' default
+def _4bit_model(tiny, directory, dtype=torch.float32):
+    """The tiny VLM saved and loaded back in bitsandbytes 4-bit, as QLoRA users load theirs (transformers' default
     compute dtype, float32)."""
     from transformers import AutoModelForImageTextToText, BitsAndBytesConfig
 
-    tiny_factory(family).model.save_pretrained(directory)
+    tiny.model.save_pretrained(directory)
     quantisation = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4")
     return AutoModelForImageTextToText.from_pretrained(
         directory, quantization_config=quantisation, dtype=dtype, device_map={"": "cpu"}
@@ -166,14 +171,7 @@ def _4bit_model(tiny_factory, family, directory, dtype=torch.float32):
 def _qlora_model(tiny_factory, family, directory, dtype=torch.float32):
     """``_4bit_model`` with LoRA on vision and language layers, B perturbed."""
     tiny = tiny_factory(family)
-    model = _4bit_model(tiny_factory, family, directory, dtype)
-    model = get_peft_model(model, VISION_AND_LANGUAGE_LORA)
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_B" in name:
-                parameter.normal_(std=0.5)
-    return model, tiny.processor
+    return _with_perturbed_lora(_4bit_model(tiny, directory, dtype)), tiny.processor
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "gemma3"])

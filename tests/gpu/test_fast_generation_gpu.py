@@ -3,8 +3,8 @@
 Every family in 16 bits, Qwen2.5-VL and Gemma 3 also in 4 bits (the copy is dequantised). Per case one process
 (``tests/probes/unsloth_fast_generation.py``): greedy tokens of the patches' path against Unsloth's own
 ``generate``, then 6 GRPO steps on rows of four question lengths (one image size, so that the compiled-graphs
-metric counts the decode graph alone: Unsloth's compiled vision blocks may compile each new image size once). Run on a GPU machine:
-``python -m pytest -m gpu -n 9 tests/gpu/test_fast_generation_gpu.py``.
+metric counts the decode graph alone: Unsloth's compiled vision blocks may compile each new image size once).
+Run on a GPU machine: ``python -m pytest -m gpu -n 9 tests/gpu/test_fast_generation_gpu.py``.
 """
 
 import logging

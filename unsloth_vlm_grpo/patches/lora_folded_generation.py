@@ -13,9 +13,9 @@ never written. Memory: one extra copy of the adapted layers' weights. A QLoRA mo
 dequantised copy: every 4-bit layer, adapted or not, becomes a plain linear layer in the dtype of the model's
 unquantised weights (bf16 for a model loaded in bf16; fp32 after peft's kbit preparation upcasts them), adapted
 ones holding dequantised base + delta, so the copy is no quantised model and its decoding can be compiled; memory
-is those layers' weights in that dtype, logged when the copy is made. The copy has no LoRA dropout: with ``lora_dropout > 0`` the sampling distribution
-is the model's without dropout. Layers it cannot fold (DoRA, other quantisations) keep today's path, said once in
-the log. Linear and convolution layers are folded.
+is those layers' weights in that dtype, logged when the copy is made. The copy has no LoRA dropout: with
+``lora_dropout > 0`` the sampling distribution is the model's without dropout. Layers it cannot fold (DoRA, other
+quantisations) keep today's path, said once in the log. Linear and convolution layers are folded.
 Remove when: TRL or PEFT generate with folded LoRA weights without touching the trained ones (not the case
 as of trl 1.15.0 / peft 0.21).
 """

@@ -15,12 +15,12 @@ another size than the cache's (a last partial batch) generates with a dynamic ca
 recompile. The cache and compile settings go to ``generate`` as explicit arguments, which transformers applies
 after the generation config: Unsloth's ``generate`` rewrites the config's cache and compile fields on every call
 (watched below), and explicit arguments survive that (transformers then logs once that passing both a config and
-generation arguments is deprecated). Unsloth's generated forwards switch Dynamo's stance
-unless a compiled decode is scoped by unsloth_zoo's ``unsloth_decode_compile`` (watched below; without it
-compiling them raises "attempted to set_stance in a torch.compile region"), so a compiled generation runs in that
-scope when unsloth_zoo is loaded, as Unsloth's own compiled decoding does; the scope covers the eager prefill too,
-where Unsloth's compiled vision blocks may compile a new image size (counted in the metric below). Sampling is untouched: every other field of the
-trainer's generation config is as TRL set it. Compiled graphs per generation are logged as the metric
+generation arguments is deprecated). Unsloth's generated forwards switch Dynamo's stance unless a compiled decode
+is scoped by unsloth_zoo's ``unsloth_decode_compile`` (watched below; without it compiling them raises "attempted
+to set_stance in a torch.compile region"), so a compiled generation runs in that scope when unsloth_zoo is loaded,
+as Unsloth's own compiled decoding does; the scope covers the eager prefill too, where Unsloth's compiled vision
+blocks may compile a new image size (counted in the metric below). Sampling is untouched: every other field of
+the trainer's generation config is as TRL set it. Compiled graphs per generation are logged as the metric
 ``generation/compiled_graphs``. Mllama keeps today's path (no static cache support in transformers 5.17).
 Remove when: TRL generates with a persistent static cache and compiled decoding (not the case as of
 trl 1.15.0, transformers 5.17).
