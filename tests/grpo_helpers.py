@@ -8,6 +8,7 @@ import torch
 from datasets import Dataset
 from peft import LoraConfig
 
+from unsloth_vlm_grpo.colour_task import completion_text
 from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, solid_image
 
 # LoRA on every linear layer of the tiny models' language and vision towers.
@@ -29,7 +30,7 @@ def colour_dataset(rows: int = 8) -> Dataset:
 
 def distinct_characters_reward(completions, **kwargs):
     """A reward that varies between completions, so advantages are non-zero and weights move."""
-    return [float(len(set(completion[0]["content"]))) for completion in completions]
+    return [float(len(set(completion_text(completion)))) for completion in completions]
 
 
 def grpo_config(output_dir, **overrides):
