@@ -51,6 +51,43 @@ def test_kept_static_cache_gives_the_dynamic_caches_tokens_and_logits(family, ti
     assert generation.cache_length == 256 and len(addresses) == 1, "one cache, kept across calls"
 
 
+@pytest.mark.parametrize("family", FAST_PATH_FAMILIES)
+def test_one_compiled_decode_serves_five_prompt_lengths(family, tiny_factory, tmp_path):
+    """Compiled decoding (Dynamo with its eager backend, so that a CPU needs no C++ compiler; Dynamo's guards,
+    which decide recompiles, are the same as on a GPU): the first call compiles, the next four, with prompts of
+    four other lengths in the same cache, compile nothing (Gemma 3: once, see below) and give the dynamic
+    cache's greedy tokens."""
+    from transformers import CompileConfig, GenerationConfig
+
+    model, processor = saved_and_loaded(tiny_factory(family), tmp_path)
+    generation = StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=True)
+    generation.compile_config = CompileConfig(backend="eager")
+    generation.compile_config._compile_all_devices = True  # transformers' switch for compiling off CUDA
+    config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
+    questions = (*VARIED_QUESTIONS, "Which colour fills this image from edge to edge?")
+    batches = [  # two rows each: the shortest question beside a longer one, images of two sizes
+        varied_batch(processor, family, [question, questions[0]], [VARIED_SIZES[i % 4], VARIED_SIZES[(i + 1) % 4]])
+        for i, question in enumerate(questions)
+    ]
+    assert len({batch["input_ids"].shape[1] for batch in batches}) == 5
+    torch._dynamo.reset()
+    graphs = []
+    with torch.no_grad():
+        for inputs in batches:
+            dynamic = model.generate(**inputs, generation_config=config)
+            compiled = generation.generate(model.generate, **inputs, generation_config=config)
+            graphs.append(generation.compiled_graphs)
+            assert torch.equal(compiled, dynamic)
+    # Gemma 3's sliding-window cache layers branch on being full: the first generation that passes the window
+    # compiles that branch once (transformers' StaticSlidingWindowLayer.update).
+    window = getattr(model.config.get_text_config(decoder=True), "sliding_window", None)
+    past_window = [window is not None and batch["input_ids"].shape[1] + 6 > window for batch in batches]
+    first_past_window = past_window.index(True) if any(past_window) else None
+    assert graphs[0] > 0, graphs
+    assert graphs[1:] == [int(call == first_past_window) for call in range(1, 5)], (graphs, past_window)
+    assert generation.cache_length == 256
+
+
 def test_gemma3_static_cache_keeps_the_bidirectional_image_mask(tiny_factory):
     """The check above can fail for Gemma 3: its image tokens attend to each other both ways, and without
     that mask (token_type_ids) the logits change."""
