@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import re
 import subprocess
@@ -584,6 +585,9 @@ def main(argv=None) -> int:
         print("RESULT " + json.dumps({"config": "build", "status": "ok", **meta}), flush=True)
         return 0
     if args.child:
+        # the library's own lines (cache, compiles and their seconds, the copy's size) go to the child's log
+        logging.basicConfig(format="%(message)s")
+        logging.getLogger("unsloth_vlm_grpo").setLevel(logging.INFO)
         print("RESULT " + json.dumps(run_child(args), default=str), flush=True)
         return 0
     if args.device == "cpu" and preset.real_shapes:
