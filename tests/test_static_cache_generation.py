@@ -146,6 +146,33 @@ def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynam
     assert logged == [0.0, 0.0, 0.0], "no compile on CPU, and the metric is logged every step"
 
 
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_next"])
+def test_compiled_decoding_in_trls_trainer_compiles_in_the_first_step_only(family, tiny_factory, tmp_path, monkeypatch):
+    """TRL's trainer with both fast-generation patches and gradient checkpointing (TRL turns it off for each
+    generation and on again), compiled decoding forced on CPU with Dynamo's eager backend: the first step
+    compiles, the next four, with batches of other prompt lengths, compile nothing. When generation ran the
+    trained model (before 2026-12-07), a guard on its embedding's forward hooks, which that toggling changes,
+    recompiled in the second step."""
+    from transformers import CompileConfig
+
+    build = StaticCacheGeneration.__init__
+
+    def build_compiling_on_cpu(self, text_config, compile):
+        build(self, text_config, compile=True)
+        self.compile_config = CompileConfig(backend="eager")
+        self.compile_config._compile_all_devices = True
+
+    monkeypatch.setattr(StaticCacheGeneration, "__init__", build_compiling_on_cpu)
+    torch._dynamo.reset()
+    trainer, _, completions = _train(
+        tiny_factory, tmp_path, STATIC + ("lora_folded_generation",), family=family, cache_implementation="static",
+        max_steps=5, gradient_checkpointing=True,
+    )  # fmt: skip
+    assert len(completions) == 5 and trainer.__dict__[GENERATION_KEY][1].compile
+    logged = [entry["generation/compiled_graphs"] for entry in trainer.state.log_history if "loss" in entry]
+    assert logged[0] > 0 and logged[1:] == [0.0, 0.0, 0.0, 0.0], logged
+
+
 def test_several_iterations_per_generation_train_exactly_as_with_a_dynamic_cache(tiny_factory, tmp_path):
     """``num_iterations=2``: each generation is reused for a second optimizer step, whose importance ratio
     compares the generation-time policy (old log-probs) with the updated one; the fast path changes none of it."""
