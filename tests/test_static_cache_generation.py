@@ -51,18 +51,25 @@ def test_kept_static_cache_gives_the_dynamic_caches_tokens_and_logits(family, ti
     assert generation.cache_length == 256 and len(addresses) == 1, "one cache, kept across calls"
 
 
-@pytest.mark.parametrize("family", FAST_PATH_FAMILIES)
-def test_one_compiled_decode_serves_five_prompt_lengths(family, tiny_factory, tmp_path):
-    """Compiled decoding (Dynamo with its eager backend, so that a CPU needs no C++ compiler; Dynamo's guards,
-    which decide recompiles, are the same as on a GPU): the first call compiles, the next four, with prompts of
-    four other lengths in the same cache, compile nothing (Gemma 3: once, see below) and give the dynamic
-    cache's greedy tokens."""
-    from transformers import CompileConfig, GenerationConfig
+def _compiling_on_cpu(generation: StaticCacheGeneration) -> StaticCacheGeneration:
+    from transformers import CompileConfig
 
-    model, processor = saved_and_loaded(tiny_factory(family), tmp_path)
-    generation = StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=True)
+    generation.compile = True
     generation.compile_config = CompileConfig(backend="eager")
     generation.compile_config._compile_all_devices = True  # transformers' switch for compiling off CUDA
+    return generation
+
+
+@pytest.mark.parametrize("family", FAST_PATH_FAMILIES)
+def test_one_compiled_decode_serves_five_prompt_lengths(family, tiny_factory, tmp_path):
+    """Compiled decoding (Dynamo with its eager backend, so that a CPU needs no C++ compiler; Dynamo's guards
+    decide recompiles whatever the backend): the first call compiles, the next four, with prompts of
+    four other lengths in the same cache, compile nothing (Gemma 3: once, see below) and give the dynamic
+    cache's greedy tokens."""
+    from transformers import GenerationConfig
+
+    model, processor = saved_and_loaded(tiny_factory(family), tmp_path)
+    generation = _compiling_on_cpu(StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=True))
     config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
     questions = (*VARIED_QUESTIONS, "Which colour fills this image from edge to edge?")
     batches = [  # two rows each: the shortest question beside a longer one, images of two sizes
@@ -150,25 +157,29 @@ def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynam
 def test_compiled_decoding_in_trls_trainer_compiles_in_the_first_step_only(family, tiny_factory, tmp_path, monkeypatch):
     """TRL's trainer with both fast-generation patches and gradient checkpointing (TRL turns it off for each
     generation and on again), compiled decoding forced on CPU with Dynamo's eager backend: the first step
-    compiles, the next four, with batches of other prompt lengths, compile nothing. When generation ran the
+    compiles, the next four compile nothing (the five batches have three prompt lengths). When generation ran the
     trained model (before 2026-12-07), a guard on its embedding's forward hooks, which that toggling changes,
     recompiled in the second step."""
-    from transformers import CompileConfig
-
-    build = StaticCacheGeneration.__init__
+    build, generate = StaticCacheGeneration.__init__, StaticCacheGeneration.generate
+    prompt_lengths = []
 
     def build_compiling_on_cpu(self, text_config, compile):
-        build(self, text_config, compile=True)
-        self.compile_config = CompileConfig(backend="eager")
-        self.compile_config._compile_all_devices = True
+        build(self, text_config, compile)
+        _compiling_on_cpu(self)
+
+    def recording_prompt_lengths(self, generate_function, **kwargs):
+        prompt_lengths.append(kwargs["input_ids"].shape[1])
+        return generate(self, generate_function, **kwargs)
 
     monkeypatch.setattr(StaticCacheGeneration, "__init__", build_compiling_on_cpu)
+    monkeypatch.setattr(StaticCacheGeneration, "generate", recording_prompt_lengths)
     torch._dynamo.reset()
     trainer, _, completions = _train(
         tiny_factory, tmp_path, STATIC + ("lora_folded_generation",), family=family, cache_implementation="static",
         max_steps=5, gradient_checkpointing=True,
     )  # fmt: skip
-    assert len(completions) == 5 and trainer.__dict__[GENERATION_KEY][1].compile
+    assert len(completions) == 5 and trainer.__dict__[GENERATION_KEY][1].calls == 5
+    assert len(set(prompt_lengths)) >= 3, prompt_lengths
     logged = [entry["generation/compiled_graphs"] for entry in trainer.state.log_history if "loss" in entry]
     assert logged[0] > 0 and logged[1:] == [0.0, 0.0, 0.0, 0.0], logged
 

@@ -53,8 +53,9 @@ def test_unsloth_trains_through_the_fast_path(family, precision, tmp_path):
         assert any(STEPS_ASIDE_FOR[family] in line for line in result["log"]), result["log"]
         return
     assert _tie(greedy["fast_vs_folded"], greedy["first_logits_max_abs_diff_fast_vs_folded"]), greedy
-    # The second call may compile one more variant of a function Unsloth compiles (its create_causal_mask, on an
-    # initialised kept cache: seen on an H100 for idefics3, qwen3_vl and llava_next); the third compiles nothing.
+    # The second call compiled one graph on an H100 for idefics3, qwen3_vl and llava_next. A CPU reproduction
+    # traced it to Unsloth's compiled create_causal_mask, prefilling on the initialised kept cache; there the third
+    # call compiled nothing.
     assert greedy["fast_compiled_graphs_per_call"][0] > 0 and greedy["fast_compiled_graphs_per_call"][2] == 0
     assert result["trained_static_cache"][2] is True, "decoding compiled"
     # Prompts of four lengths (one image size): graphs are compiled in the first two generations at most.
