@@ -43,11 +43,10 @@ from datasets import Dataset  # noqa: E402
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 
 from unsloth_vlm_grpo._vision_tokens import vision_token_ids  # noqa: E402
-from unsloth_vlm_grpo.colour_task import completion_text  # noqa: E402
 from unsloth_vlm_grpo.tiny import build_tiny_vlm, favour_token, solid_image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
-from grpo_helpers import unsloth_vision_lora  # noqa: E402
+from grpo_helpers import distinct_characters_reward, unsloth_vision_lora  # noqa: E402
 
 tiny = build_tiny_vlm(family)
 config = tiny.model.config
@@ -88,11 +87,6 @@ if stress in ("two_or_none", "one_or_two"):
     generations, steps_per_generation = 2, 2
 
 
-def reward(completions, **kwargs):
-    texts = [completion_text(completion) for completion in completions]
-    return [float(len(set(text))) for text in texts]
-
-
 args = GRPOConfig(
     output_dir=os.path.join(directory, "out"),
     per_device_train_batch_size=4,
@@ -111,7 +105,11 @@ args = GRPOConfig(
     seed=0,
 )
 trainer = GRPOTrainer(
-    model=model, processing_class=processor, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows)
+    model=model,
+    processing_class=processor,
+    reward_funcs=distinct_characters_reward,
+    args=args,
+    train_dataset=Dataset.from_list(rows),
 )
 result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
 result["vision_token_ids"] = vision_token_ids(model.config, processor)
