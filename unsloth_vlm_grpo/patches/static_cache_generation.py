@@ -20,9 +20,10 @@ is scoped by unsloth_zoo's ``unsloth_decode_compile`` (watched below; without it
 to set_stance in a torch.compile region"), so a compiled generation runs in that scope when unsloth_zoo is loaded,
 as Unsloth's own compiled decoding does; the scope covers the eager prefill too, where Unsloth's compiled vision
 blocks may compile a new image size and its compiled ``create_causal_mask`` a new variant, such as a prefill on
-the initialised kept cache in the second call (seen in a CPU reproduction; counted in the metric below). Sampling is untouched: every other field of
-the trainer's generation config is as TRL set it. Compiled graphs per generation are logged as the metric
-``generation/compiled_graphs``. Mllama keeps today's path (no static cache support in transformers 5.17).
+the initialised kept cache in the second call (seen in a CPU reproduction; counted in the metric below).
+Sampling is untouched: every other field of the trainer's generation config is as TRL set it. Compiled graphs
+per generation are logged as the metric ``generation/compiled_graphs``. Mllama keeps today's path (no static
+cache support in transformers 5.17).
 Remove when: TRL generates with a persistent static cache and compiled decoding (not the case as of
 trl 1.15.0, transformers 5.17).
 """
