@@ -2,8 +2,9 @@
 
 Every family in 16 bits, Qwen2.5-VL and Gemma 3 also in 4 bits (the copy is dequantised). Per case one process
 (``tests/probes/unsloth_fast_generation.py``): greedy tokens of the patches' path against Unsloth's own
-``generate``, then 6 GRPO steps on rows of four question lengths (one image size, so that the compiled-graphs
-metric counts the decode graph alone: Unsloth's compiled vision blocks may compile each new image size once).
+``generate``, sampled log-probs of both paths against the trained model's scoring, then 6 GRPO steps on rows of
+four question lengths (one image size, so that the compiled-graphs metric counts the decode graph alone: Unsloth's
+compiled vision blocks may compile each new image size once).
 Run on a GPU machine: ``python -m pytest -m gpu -n 9 tests/gpu/test_fast_generation_gpu.py``.
 """
 
@@ -58,5 +59,10 @@ def test_unsloth_trains_through_the_fast_path(family, precision, tmp_path):
     # call compiled nothing.
     assert greedy["fast_compiled_graphs_per_call"][0] > 0 and greedy["fast_compiled_graphs_per_call"][2] == 0
     assert result["trained_static_cache"][2] is True, "decoding compiled"
+    # Generation-time log-probs of sampled tokens agree with the trained model's scoring as closely as today's path
+    # (Unsloth's generate, unmerged LoRA): what TRL's importance-sampling correction would see.
+    agreement = greedy["logprob_agreement"]
+    fast, today = (agreement[path]["sampling_logp_difference/mean"] for path in ("fast", "today"))
+    assert fast <= 2 * today + 0.01, agreement
     # Prompts of four lengths (one image size): graphs are compiled in the first two generations at most.
     assert all(graphs == 0 for graphs in result["compiled_graphs_per_step"][2:]), result["compiled_graphs_per_step"]

@@ -6,6 +6,9 @@ and language layers with Unsloth's gradient checkpointing, and LoRA's B is pertu
   greedy: a batch of two prompts of different lengths and image sizes, greedy through Unsloth's own ``generate``
           of the trained model (unmerged LoRA), through the folded copy's (Unsloth's ``generate`` bound to the
           copy) and three times through the patches' path (the copy with the kept static cache, compiled);
+  sampled: the same batch sampled (temperature 1, no top-k) through Unsloth's ``generate`` (today's path) and the
+          patches' path; each path's generation-time log-probs of its sampled tokens against the trained model's
+          scoring forward (the difference TRL's importance sampling corrects for);
   train:  GRPO steps through trl.GRPOTrainer (Unsloth's class) with patch(include=FAST_GENERATION) on rows of
           four question lengths and one image size (the greedy batch has two sizes).
 Prints ``RESULT <json>``; a crash is reported in the result, not raised."""
@@ -22,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]  # shared test helpers; the tie measure
 family, precision = sys.argv[1:3]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["UNSLOTH_RETURN_LOGITS"] = "1"  # the scoring forward needs logits
 result = {"family": family, "precision": precision}
 
 import unsloth_vlm_grpo  # noqa: E402
@@ -48,6 +52,7 @@ from grpo_helpers import (  # noqa: E402
     varied_colour_dataset,
 )
 
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: a check of the probe itself, uncompiled
 log_lines = []
 
 
@@ -80,9 +85,41 @@ def greedy_config():
     )  # fmt: skip
 
 
+def sampling_config():
+    return GenerationConfig(
+        max_new_tokens=16, min_new_tokens=16, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+        pad_token_id=processor.tokenizer.pad_token_id, disable_compile=True, output_logits=True,
+        return_dict_in_generate=True,
+    )  # fmt: skip
+
+
+def logprob_agreement(output, inputs, prompt_tokens):
+    """Generation-time vs scoring log-probs of the sampled tokens, as TRL's importance-sampling metrics name them."""
+    completion = output.sequences[:, prompt_tokens:]
+    generated = torch.stack(output.logits, dim=1).float().log_softmax(-1)
+    generated = generated.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    batch = dict(inputs, input_ids=output.sequences)
+    for key in ("attention_mask", "token_type_ids", "mm_token_type_ids"):
+        if key in batch:
+            fill = torch.ones_like if key == "attention_mask" else torch.zeros_like
+            batch[key] = torch.cat([batch[key], fill(completion)], dim=1)
+    logits = model(**batch).logits[:, prompt_tokens - 1 : -1].float()
+    scored = logits.log_softmax(-1).gather(-1, completion.unsqueeze(-1)).squeeze(-1)
+    difference = scored - generated
+    ratio = difference.exp()
+    return {
+        "sampling_logp_difference/mean": float(difference.abs().mean()),
+        "sampling_logp_difference/max": float(difference.abs().max()),
+        "importance_sampling_ratio/min": float(ratio.min()),
+        "importance_sampling_ratio/mean": float(ratio.mean()),
+        "importance_sampling_ratio/max": float(ratio.max()),
+        "tokens": completion.numel(),
+    }
+
+
 try:
     rows = 2 if family != "mllama" else 1  # one image per row everywhere; Mllama's tiny processor pads tiles
-    inputs = varied_batch(processor, family, VARIED_QUESTIONS[1 : 1 + rows], VARIED_SIZES[1 : 1 + rows]).to("cuda")
+    inputs = varied_batch(processor, family, VARIED_QUESTIONS[1 : 1 + rows], VARIED_SIZES[1 : 1 + rows]).to(DEVICE)
     prompt_tokens = inputs["input_ids"].shape[1]
     with torch.no_grad():
         unmerged = model.generate(**inputs, generation_config=greedy_config())
@@ -98,7 +135,7 @@ try:
             "first_logits_max_abs_unmerged": float(unmerged.logits[0].abs().max()),
         }  # fmt: skip
         if family not in static_cache_generation.STEPS_ASIDE_FOR:
-            fast = StaticCacheGeneration(folded.model.config.get_text_config(decoder=True), compile=True)
+            fast = StaticCacheGeneration(folded.model.config.get_text_config(decoder=True), compile=DEVICE == "cuda")
             graphs = []
             for _ in range(3):  # Unsloth's compiled mask helpers may compile a variant in the second call
                 fast_output = fast.generate(folded.model.generate, **inputs, generation_config=greedy_config())
@@ -108,6 +145,14 @@ try:
                 (fast_output.logits[0] - folded_eager.logits[0]).abs().max()
             )
             greedy["fast_compiled_graphs_per_call"] = graphs
+            torch.manual_seed(2)
+            today = model.generate(**inputs, generation_config=sampling_config())
+            torch.manual_seed(2)
+            fast_sampled = fast.generate(folded.model.generate, **inputs, generation_config=sampling_config())
+            greedy["logprob_agreement"] = {
+                "today": logprob_agreement(today, inputs, prompt_tokens),
+                "fast": logprob_agreement(fast_sampled, inputs, prompt_tokens),
+            }
         del folded
     result["greedy"] = greedy
     print("GREEDY " + json.dumps(greedy), flush=True)  # kept should training not finish
