@@ -12,6 +12,7 @@ from unsloth_vlm_grpo.patches.static_cache_generation import (
     StaticCacheGeneration,
     cache_length_for,
 )
+from unsloth_vlm_grpo.tiny import favour_token
 
 from conftest import ROOT, run_probe
 from grpo_helpers import (
@@ -151,6 +152,42 @@ def test_training_with_the_kept_cache_samples_and_trains_exactly_as_with_a_dynam
     assert torch.equal(static_weights, plain_weights)
     logged = [entry["generation/compiled_graphs"] for entry in trainer.state.log_history if "loss" in entry]
     assert logged == [0.0, 0.0, 0.0], "no compile on CPU, and the metric is logged every step"
+
+
+SAMPLING_SETTINGS = {
+    "min_p": dict(temperature=0.7, top_k=0, min_p=0.1),
+    "generation_kwargs": dict(generation_kwargs={"typical_p": 0.9, "min_new_tokens": 4}),
+    "temperature_1": dict(temperature=1.0),
+}
+
+
+@pytest.mark.parametrize("setting", SAMPLING_SETTINGS)
+def test_sampling_settings_and_early_eos_give_the_same_completions(setting, tiny_factory, tmp_path):
+    """Both fast-generation patches leave TRL's sampling alone: min-p, the user's ``generation_kwargs``, and
+    completions that end early with EOS at different lengths (the tiny model favours EOS), so that finished rows
+    are padded while others go on."""
+
+    def train(directory, include, **extra):
+        tiny = tiny_factory("qwen2_5_vl")
+        favour_token(tiny.model, tiny.processor, tiny.processor.tokenizer.eos_token_id, margin=5.0)
+        settings = dict(max_steps=3, per_device_train_batch_size=8, num_generations=2, max_completion_length=12)
+        return train_recording_completions(
+            tiny_factory, directory, include, "qwen2_5_vl", model=tiny.model,
+            **settings, **SAMPLING_SETTINGS[setting], **extra,
+        )  # fmt: skip
+
+    _, plain_weights, plain_completions = train(tmp_path / "plain", ())
+    trainer, fast_weights, fast_completions = train(
+        tmp_path / "fast", STATIC + ("lora_folded_generation",), cache_implementation="static"
+    )
+    assert trainer.__dict__[GENERATION_KEY][1].calls == 3, "every step generated through the kept cache"
+    assert fast_completions == plain_completions
+    assert torch.equal(fast_weights, plain_weights)
+    completions = [ids for step in plain_completions for ids in step]
+    lengths = [len(ids) for ids in completions]
+    assert min(lengths) < 12 and max(lengths) == 12, lengths
+    if setting == "generation_kwargs":  # they reached generation
+        assert min(lengths) >= 4, lengths
 
 
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "llava_next"])
