@@ -52,7 +52,6 @@ from grpo_helpers import (  # noqa: E402
     varied_colour_dataset,
 )
 
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # CPU: a check of the probe itself, uncompiled
 log_lines = []
 
 
@@ -119,7 +118,7 @@ def logprob_agreement(output, inputs, prompt_tokens):
 
 try:
     rows = 2 if family != "mllama" else 1  # one image per row everywhere; Mllama's tiny processor pads tiles
-    inputs = varied_batch(processor, family, VARIED_QUESTIONS[1 : 1 + rows], VARIED_SIZES[1 : 1 + rows]).to(DEVICE)
+    inputs = varied_batch(processor, family, VARIED_QUESTIONS[1 : 1 + rows], VARIED_SIZES[1 : 1 + rows]).to("cuda")
     prompt_tokens = inputs["input_ids"].shape[1]
     with torch.no_grad():
         unmerged = model.generate(**inputs, generation_config=greedy_config())
@@ -135,7 +134,7 @@ try:
             "first_logits_max_abs_unmerged": float(unmerged.logits[0].abs().max()),
         }  # fmt: skip
         if family not in static_cache_generation.STEPS_ASIDE_FOR:
-            fast = StaticCacheGeneration(folded.model.config.get_text_config(decoder=True), compile=DEVICE == "cuda")
+            fast = StaticCacheGeneration(folded.model.config.get_text_config(decoder=True), compile=True)
             graphs = []
             for _ in range(3):  # Unsloth's compiled mask helpers may compile a variant in the second call
                 fast_output = fast.generate(folded.model.generate, **inputs, generation_config=greedy_config())
