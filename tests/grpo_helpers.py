@@ -71,6 +71,7 @@ VARIED_QUESTIONS = (
     "Name the colour.",
     "Please describe the colour of this image, then answer with one word: which colour is it?",
 )
+FIVE_QUESTIONS = (*VARIED_QUESTIONS, "Which colour fills this image from edge to edge?")  # five prompt lengths
 VARIED_SIZES = ((56, 56), (112, 56), (56, 112), (84, 140))
 
 
@@ -92,13 +93,13 @@ def varied_batch(processor, family, questions, sizes):
     )
 
 
-def varied_colour_dataset(rows: int = 8, sizes=VARIED_SIZES) -> Dataset:
+def varied_colour_dataset(rows: int = 8, sizes=VARIED_SIZES, questions=VARIED_QUESTIONS) -> Dataset:
     """Rows whose questions and image sizes differ, so that prompts in one batch differ in length."""
     names = list(COLOURS)
     records = []
     for index in range(rows):
         name = names[index % len(names)]
-        question = VARIED_QUESTIONS[index % len(VARIED_QUESTIONS)]
+        question = questions[index % len(questions)]
         size = sizes[(index // 2) % len(sizes)]
         prompt = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
         records.append({"prompt": prompt, "image": varied_image(COLOURS[name], size), "answer": name})

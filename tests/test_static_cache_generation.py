@@ -16,6 +16,7 @@ from unsloth_vlm_grpo.tiny import favour_token
 
 from conftest import ROOT, run_probe
 from grpo_helpers import (
+    FIVE_QUESTIONS,
     VARIED_QUESTIONS,
     VARIED_SIZES,
     saved_and_loaded,
@@ -72,10 +73,9 @@ def test_one_compiled_decode_serves_five_prompt_lengths(family, tiny_factory, tm
     model, processor = saved_and_loaded(tiny_factory(family), tmp_path)
     generation = _compiling_on_cpu(StaticCacheGeneration(model.config.get_text_config(decoder=True), compile=True))
     config = GenerationConfig(max_new_tokens=6, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id)
-    questions = (*VARIED_QUESTIONS, "Which colour fills this image from edge to edge?")
     batches = [  # two rows each: the shortest question beside a longer one, images of two sizes
-        varied_batch(processor, family, [question, questions[0]], [VARIED_SIZES[i % 4], VARIED_SIZES[(i + 1) % 4]])
-        for i, question in enumerate(questions)
+        varied_batch(processor, family, [question, FIVE_QUESTIONS[0]], [VARIED_SIZES[i % 4], VARIED_SIZES[(i + 1) % 4]])
+        for i, question in enumerate(FIVE_QUESTIONS)
     ]
     assert len({batch["input_ids"].shape[1] for batch in batches}) == 5
     torch._dynamo.reset()

@@ -9,8 +9,9 @@ and language layers with Unsloth's gradient checkpointing, and LoRA's B is pertu
   sampled: the same batch sampled (temperature 1, no top-k) through Unsloth's ``generate`` (today's path) and the
           patches' path; each path's generation-time log-probs of its sampled tokens against the trained model's
           scoring forward (the difference TRL's importance sampling corrects for);
-  train:  GRPO steps through trl.GRPOTrainer (Unsloth's class) with patch(include=FAST_GENERATION) on rows of
-          four question lengths and one image size (the greedy batch has two sizes).
+  train:  10 GRPO steps through trl.GRPOTrainer (Unsloth's class) with patch(include=FAST_GENERATION), one prompt
+          per step, rows of five question lengths and one image size (the greedy batch has two sizes); the prompt
+          length of each generation through the kept cache is recorded.
 Prints ``RESULT <json>``; a crash is reported in the result, not raised."""
 
 import json
@@ -44,6 +45,7 @@ from unsloth_vlm_grpo.patches.static_cache_generation import GENERATION_KEY, Sta
 from unsloth_vlm_grpo.tiny import build_tiny_vlm  # noqa: E402
 
 from grpo_helpers import (  # noqa: E402
+    FIVE_QUESTIONS,
     VARIED_QUESTIONS,
     VARIED_SIZES,
     distinct_characters_reward,
@@ -159,13 +161,23 @@ except Exception as error:  # noqa: BLE001 - reported to the test
     result["greedy_error"] = f"{type(error).__name__}: {error}"[:600]
     result["greedy_traceback"] = traceback.format_exc()[-2500:]
 
+prompt_lengths = []
+generate_with_kept_cache = StaticCacheGeneration.generate
+
+
+def recording_prompt_lengths(self, generate, **kwargs):
+    prompt_lengths.append(kwargs["input_ids"].shape[1])
+    return generate_with_kept_cache(self, generate, **kwargs)
+
+
+StaticCacheGeneration.generate = recording_prompt_lengths
 args = GRPOConfig(
     output_dir=os.path.join(directory, "out"),
-    per_device_train_batch_size=4,
+    per_device_train_batch_size=2,  # one prompt per step: each generation has its question's length
     num_generations=2,
     gradient_accumulation_steps=1,
     max_completion_length=16,
-    max_steps=6,
+    max_steps=10,
     learning_rate=5e-4,
     logging_steps=1,
     report_to="none",
@@ -180,7 +192,7 @@ trainer = GRPOTrainer(
     processing_class=processor,
     reward_funcs=distinct_characters_reward,
     args=args,
-    train_dataset=varied_colour_dataset(rows=12, sizes=((56, 56),)),
+    train_dataset=varied_colour_dataset(rows=10, sizes=((56, 56),), questions=FIVE_QUESTIONS),
 )
 result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
 vision_lora = {n: p.detach().float().clone() for n, p in model.named_parameters() if "lora_" in n and "vis" in n}
@@ -197,6 +209,7 @@ result["compiled_graphs_per_step"] = [
 ]
 copy = trainer.__dict__.get(FOLDED_COPY_KEY, (None, None))[1]
 static = trainer.__dict__.get(GENERATION_KEY, (None, None))[1]
+result["prompt_lengths"] = prompt_lengths
 result["trained_folded_layers"] = None if copy is None else len(copy.pairs)
 result["trained_static_cache"] = None if static is None else [static.batch_size, static.cache_length, static.compile]
 now = dict(model.named_parameters())
