@@ -150,6 +150,17 @@ def train_recording_completions(
         unsloth_vlm_grpo.unpatch()
 
 
+def recording_prompt_lengths(generate, lengths: list):
+    """``StaticCacheGeneration.generate`` (passed as ``generate``), recording each call's prompt length in
+    ``lengths``."""
+
+    def recording(self, generate_function, **kwargs):
+        lengths.append(kwargs["input_ids"].shape[1])
+        return generate(self, generate_function, **kwargs)
+
+    return recording
+
+
 def unsloth_vision_lora(model):
     """LoRA r=8 on the vision and language attention and MLP layers of a FastVisionModel, with Unsloth's
     gradient checkpointing, as the Unsloth probes train it."""

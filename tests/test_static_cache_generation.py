@@ -19,6 +19,7 @@ from grpo_helpers import (
     FIVE_QUESTIONS,
     VARIED_QUESTIONS,
     VARIED_SIZES,
+    recording_prompt_lengths,
     saved_and_loaded,
     train_recording_completions,
     varied_batch,
@@ -170,11 +171,7 @@ def test_sampling_settings_and_early_eos_give_the_same_completions(setting, tiny
     def train(directory, include, **extra):
         tiny = tiny_factory("qwen2_5_vl")
         favour_token(tiny.model, tiny.processor, tiny.processor.tokenizer.eos_token_id, margin=5.0)
-        settings = dict(max_steps=3, per_device_train_batch_size=8, num_generations=2, max_completion_length=12)
-        return train_recording_completions(
-            tiny_factory, directory, include, "qwen2_5_vl", model=tiny.model,
-            **settings, **SAMPLING_SETTINGS[setting], **extra,
-        )  # fmt: skip
+        return _train(tiny_factory, directory, include, model=tiny.model, **SAMPLING_SETTINGS[setting], **extra)
 
     _, plain_weights, plain_completions = train(tmp_path / "plain", ())
     trainer, fast_weights, fast_completions = train(
@@ -204,12 +201,8 @@ def test_compiled_decoding_in_trls_trainer_compiles_in_the_first_step_only(famil
         build(self, text_config, compile)
         _compiling_on_cpu(self)
 
-    def recording_prompt_lengths(self, generate_function, **kwargs):
-        prompt_lengths.append(kwargs["input_ids"].shape[1])
-        return generate(self, generate_function, **kwargs)
-
     monkeypatch.setattr(StaticCacheGeneration, "__init__", build_compiling_on_cpu)
-    monkeypatch.setattr(StaticCacheGeneration, "generate", recording_prompt_lengths)
+    monkeypatch.setattr(StaticCacheGeneration, "generate", recording_prompt_lengths(generate, prompt_lengths))
     torch._dynamo.reset()
     trainer, _, completions = _train(
         tiny_factory, tmp_path, STATIC + ("lora_folded_generation",), family=family, cache_implementation="static",

@@ -49,6 +49,7 @@ from grpo_helpers import (  # noqa: E402
     VARIED_QUESTIONS,
     VARIED_SIZES,
     distinct_characters_reward,
+    recording_prompt_lengths,
     unsloth_vision_lora,
     varied_batch,
     varied_colour_dataset,
@@ -162,15 +163,7 @@ except Exception as error:  # noqa: BLE001 - reported to the test
     result["greedy_traceback"] = traceback.format_exc()[-2500:]
 
 prompt_lengths = []
-generate_with_kept_cache = StaticCacheGeneration.generate
-
-
-def recording_prompt_lengths(self, generate, **kwargs):
-    prompt_lengths.append(kwargs["input_ids"].shape[1])
-    return generate_with_kept_cache(self, generate, **kwargs)
-
-
-StaticCacheGeneration.generate = recording_prompt_lengths
+StaticCacheGeneration.generate = recording_prompt_lengths(StaticCacheGeneration.generate, prompt_lengths)
 args = GRPOConfig(
     output_dir=os.path.join(directory, "out"),
     per_device_train_batch_size=2,  # one prompt per step: each generation has its question's length
