@@ -79,20 +79,20 @@ with torch.no_grad():
             parameter.normal_(std=0.02)
 
 
-def greedy_config():
+def trl_like_config(**sampling):
     # As TRL builds it (disable_compile=True); a new object per call, since Unsloth's generate rewrites it.
     return GenerationConfig(
-        max_new_tokens=16, min_new_tokens=16, do_sample=False, pad_token_id=processor.tokenizer.pad_token_id,
-        disable_compile=True, output_logits=True, return_dict_in_generate=True,
+        max_new_tokens=16, min_new_tokens=16, pad_token_id=processor.tokenizer.pad_token_id, disable_compile=True,
+        output_logits=True, return_dict_in_generate=True, **sampling,
     )  # fmt: skip
+
+
+def greedy_config():
+    return trl_like_config(do_sample=False)
 
 
 def sampling_config():
-    return GenerationConfig(
-        max_new_tokens=16, min_new_tokens=16, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-        pad_token_id=processor.tokenizer.pad_token_id, disable_compile=True, output_logits=True,
-        return_dict_in_generate=True,
-    )  # fmt: skip
+    return trl_like_config(do_sample=True, temperature=1.0, top_k=0, top_p=1.0)
 
 
 def logprob_agreement(output, inputs, prompt_tokens):
