@@ -147,19 +147,26 @@ def _is_kernel(event) -> bool:
     return event.device_type.name == "CUDA" and not event.is_user_annotation
 
 
-def _decode_step_timeline(events, step_marker: str = "## Call CompiledFxGraph") -> list[str]:
+def _decode_step_timeline(events, graph_call: str = "## Call CompiledFxGraph") -> list[str]:
     """One decode step in the middle of the profiled generation, as lines: each CPU operation of 20 us or more
     (offset and duration in us, indented by depth), then the GPU kernel time that started in the window. A step
-    runs from one call of the compiled decode graph to the next."""
+    runs from one call of the compiled decode graph to the next. The decode graph is the graph of the
+    generation's last compiled call: a prefill can call other compiled graphs (Unsloth's vision blocks, say)
+    more often than the decode graph is called."""
     generation = next((e for e in events if e.name == "bench._generate_single_turn"), None)
     if generation is None:
         return ["no generation in the profiled step"]
     start, end = generation.time_range.start, generation.time_range.end
-    markers = sorted(
-        e.time_range.start for e in events if e.name.startswith(step_marker) and start <= e.time_range.start <= end
+    calls = sorted(
+        (e for e in events if e.name.startswith(graph_call) and start <= e.time_range.start <= end),
+        key=lambda e: e.time_range.start,
     )
+    if not calls:
+        return ["no compiled graph was called in the generation"]
+    decode_graph = calls[-1].name
+    markers = [e.time_range.start for e in calls if e.name == decode_graph]
     if len(markers) < 3:
-        return [f"fewer than 3 '{step_marker}' calls in the generation: {len(markers)}"]
+        return [f"fewer than 3 calls of the decode graph in the generation: {len(markers)}"]
     middle = len(markers) // 2
     window = markers[middle], markers[middle + 1]
 
@@ -172,7 +179,11 @@ def _decode_step_timeline(events, step_marker: str = "## Call CompiledFxGraph") 
     inside = sorted(
         (e for e in events if window[0] <= e.time_range.start < window[1]), key=lambda e: e.time_range.start
     )
-    lines = [f"decode step window: {window[1] - window[0]:.0f} us ({len(markers)} markers in the generation)"]
+    lines = [
+        f"decode step window: {window[1] - window[0]:.0f} us, between calls {middle + 1} and {middle + 2} of "
+        f"{len(markers)} of the decode graph {decode_graph.strip('# ')[:40]} ({len(calls)} compiled calls in the "
+        "generation)"
+    ]
     kernels = 0.0
     for event in inside:
         duration = event.time_range.end - event.time_range.start
