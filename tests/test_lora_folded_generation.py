@@ -219,3 +219,57 @@ def test_the_dequantised_copy_keeps_its_dtype_when_bitsandbytes_casts_the_traine
         generated = folded.model.generate(**inputs, **settings)
     assert {linear.bias.dtype for _, linear in biased} == {torch.bfloat16}
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 4
+
+
+@pytest.mark.parametrize("bits", [32, 4])
+def test_the_copys_size_is_known_before_it_is_made(bits, tiny_factory, tmp_path):
+    """The memory check below sizes the copy before making it: the same bytes as the copy made, on the model's
+    device (in 4 bits: every 4-bit layer dequantised, adapted or not)."""
+    from unsloth_vlm_grpo.patches.lora_folded_generation import copy_bytes_by_device
+
+    if bits == 4:
+        model, _ = _qlora_model(tiny_factory, "qwen2_5_vl", tmp_path, dtype=torch.bfloat16)
+    else:
+        model, _ = _peft_model(tiny_factory, "qwen2_5_vl")
+    base = model.get_base_model()
+    estimate = copy_bytes_by_device(base, base.dtype)
+    folded = FoldedCopy(model)
+    assert estimate == {torch.device("cpu"): folded.extra_bytes}
+    assert (len(folded.rest) > 0) == (bits == 4)
+
+
+@pytest.mark.parametrize("spare", [-1, 0])
+def test_no_copy_where_it_would_take_more_than_half_the_free_memory(spare, tiny_factory, tmp_path, monkeypatch, caplog):
+    """With the device's free memory made just below (spare -1) or exactly (spare 0) twice the copy's size, TRL's
+    trainer generates through PEFT's path with one log line saying why, or through the copy. The free memory is
+    asked of CUDA on a GPU; here, on the CPU, the test states it."""
+    import logging
+
+    from unsloth_vlm_grpo.patches import lora_folded_generation
+
+    needed = {}
+
+    def available(device):
+        return 2 * needed[device] + spare
+
+    def sizing(base, dtype):
+        needed.update(copy_bytes(base, dtype))
+        return needed
+
+    copy_bytes = lora_folded_generation.copy_bytes_by_device
+    monkeypatch.setattr(lora_folded_generation, "copy_bytes_by_device", sizing)
+    monkeypatch.setattr(lora_folded_generation, "available_bytes", available)
+    with caplog.at_level(logging.INFO, logger="unsloth_vlm_grpo"):
+        trainer, _, completions = train_recording_completions(tiny_factory, tmp_path, FOLDING, max_steps=1)
+    folded = trainer.__dict__[lora_folded_generation.FOLDED_COPY_KEY][1]
+    assert len(completions) == 1 and needed[torch.device("cpu")] > 0
+    lines = [record.getMessage() for record in caplog.records if "generating through" in record.getMessage()]
+    if spare < 0:
+        copy, free = needed[torch.device("cpu")], 2 * needed[torch.device("cpu")] - 1
+        assert folded is None
+        assert lines == [
+            f"unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: the copy would take {copy / 2**30:.2f} GiB "
+            f"of cpu, more than half of its {free / 2**30:.2f} GiB free"
+        ]
+    else:
+        assert folded is not None and len(lines) == 1 and "a LoRA-folded copy" in lines[0]

@@ -13,7 +13,9 @@ never written. Memory: one extra copy of the adapted layers' weights. A QLoRA mo
 dequantised copy: every 4-bit layer, adapted or not, becomes a plain linear layer in the dtype of the model's
 unquantised weights (bf16 for a model loaded in bf16; fp32 after peft's kbit preparation upcasts them), adapted
 ones holding dequantised base + delta, so the copy is no quantised model and its decoding can be compiled; memory
-is those layers' weights in that dtype, logged when the copy is made. The copy has no LoRA dropout: with
+is those layers' weights in that dtype, logged when the copy is made. The copy is made only where it takes at most
+half the memory free on each GPU it goes to (the KV cache, activations and optimizer states grow after the first
+generation); otherwise generation keeps PEFT's path, said once in the log. The copy has no LoRA dropout: with
 ``lora_dropout > 0`` the sampling distribution is the model's without dropout. Layers it cannot fold (DoRA, other
 quantisations) keep today's path, said once in the log. Linear and convolution layers are folded.
 Remove when: TRL or PEFT generate with folded LoRA weights without touching the trained ones (not the case
@@ -36,8 +38,9 @@ logger = logging.getLogger("unsloth_vlm_grpo")
 FOLDED_COPY_KEY = "_unsloth_vlm_grpo_folded_generation"
 
 
-class NotFoldable(Exception):
-    """The model has LoRA layers this patch cannot fold; generation keeps PEFT's own path."""
+class NoFoldedCopy(Exception):
+    """No generation copy is made (layers this patch cannot fold, or too little GPU memory): generation keeps
+    PEFT's own path."""
 
 
 def _lora_layers(model) -> dict:
@@ -57,9 +60,9 @@ def _is_4bit(module) -> bool:
 def _check_foldable(name: str, layer) -> None:
     base = getattr(layer, "base_layer", None)
     if not (type(base) in _FOLDABLE_BASES or _is_4bit(base)) or not hasattr(layer, "get_delta_weight"):
-        raise NotFoldable(f"{name} is a {type(layer).__name__} over {type(base).__name__}")
+        raise NoFoldedCopy(f"{name} is a {type(layer).__name__} over {type(base).__name__}")
     if layer.merged or any(layer.use_dora.get(adapter, False) for adapter in layer.active_adapters):
-        raise NotFoldable(f"{name} is merged or uses DoRA")
+        raise NoFoldedCopy(f"{name} is merged or uses DoRA")
 
 
 def _dequantise(layer) -> torch.Tensor:
@@ -78,6 +81,38 @@ def _dequantised(layer, dtype: torch.dtype) -> torch.nn.Linear:
     return linear
 
 
+def copy_bytes_by_device(base, dtype: torch.dtype) -> dict[torch.device, int]:
+    """The bytes of weights a folded copy of ``base`` holds of its own, by device: each adapted layer's weight
+    and each other 4-bit layer's, a 4-bit one dequantised to ``dtype``."""
+    adapted = [layer.base_layer for layer in _lora_layers(base).values()]
+    seen = {id(layer) for layer in adapted}
+    layers = adapted + [module for module in base.modules() if _is_4bit(module) and id(module) not in seen]
+    needed: dict[torch.device, int] = {}
+    for layer in layers:
+        weight = layer.weight
+        size = layer.in_features * layer.out_features * dtype.itemsize if _is_4bit(layer) else weight.nbytes
+        needed[weight.device] = needed.get(weight.device, 0) + size
+    return needed
+
+
+def available_bytes(device: torch.device) -> int | None:
+    """Memory on ``device`` not in use (free on the GPU, plus what PyTorch's allocator holds unused); None off CUDA."""
+    if device.type != "cuda":
+        return None
+    free, _ = torch.cuda.mem_get_info(device)
+    return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+
+
+def _check_memory(base, dtype: torch.dtype) -> None:
+    for device, needed in copy_bytes_by_device(base, dtype).items():
+        available = available_bytes(device)
+        if available is not None and 2 * needed > available:
+            raise NoFoldedCopy(
+                f"the copy would take {needed / 2**30:.2f} GiB of {device}, more than half of its "
+                f"{available / 2**30:.2f} GiB free"
+            )
+
+
 def _base_weight(base_layer) -> torch.Tensor:
     return _dequantise(base_layer) if _is_4bit(base_layer) else base_layer.weight
 
@@ -91,6 +126,8 @@ class FoldedCopy:
         layers = _lora_layers(base)
         for name, layer in layers.items():
             _check_foldable(name, layer)
+        dtype = base.dtype  # the unquantised weights', so the activations' (fp32 after peft's kbit preparation)
+        _check_memory(base, dtype)
         shared = {id(tensor): tensor for tensor in itertools.chain(base.parameters(), base.buffers())}
         self.model = copy.deepcopy(base, memo=shared)
         self.model.generation_config = base.generation_config  # TRL overrides it for the call: share it
@@ -104,7 +141,6 @@ class FoldedCopy:
         for module in self.model.modules():
             if getattr(module, "gradient_checkpointing", False):
                 module.gradient_checkpointing = False
-        dtype = base.dtype  # the unquantised weights', so the activations' (fp32 after peft's kbit preparation)
         self.pairs = []
         for name, layer in layers.items():
             base_layer = layer.base_layer
@@ -135,12 +171,12 @@ class FoldedCopy:
                 self.rest.append(linear)
         leftover = [name for name, m in self.model.named_modules() if type(m).__module__.startswith("bitsandbytes")]
         if leftover:
-            raise NotFoldable(f"{leftover[0]} is a {type(self.model.get_submodule(leftover[0])).__name__}")
+            raise NoFoldedCopy(f"{leftover[0]} is a {type(self.model.get_submodule(leftover[0])).__name__}")
         quantizer = getattr(self.model, "hf_quantizer", None)
         dequantised = self.rest or any(_is_4bit(layer.base_layer) for layer, _ in self.pairs)
         if quantizer is not None and dequantised:
             if getattr(quantizer.quantization_config, "quant_method", None) != "bitsandbytes":
-                raise NotFoldable(f"a {type(quantizer).__name__} model's other layers cannot be dequantised")
+                raise NoFoldedCopy(f"a {type(quantizer).__name__} model's other layers cannot be dequantised")
             self.model.hf_quantizer = None
             self.model.is_loaded_in_4bit = False
 
@@ -174,7 +210,7 @@ def _build_folded_copy(trainer, peft_model) -> FoldedCopy | None:
             f" and {len(folded.rest)} dequantised 4-bit layers" if folded.rest else "",
             folded.extra_bytes / 2**30,
         )
-    except NotFoldable as reason:
+    except NoFoldedCopy as reason:
         folded = None
         logger.info("unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: %s", reason)
     return folded
