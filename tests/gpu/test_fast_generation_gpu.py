@@ -3,8 +3,8 @@
 Every family in 16 bits, Qwen2.5-VL and Gemma 3 also in 4 bits (the copy is dequantised). Per case one process
 (``tests/probes/unsloth_fast_generation.py``): greedy tokens of the patches' path against Unsloth's own
 ``generate``, sampled log-probs of both paths against the trained model's scoring, then 10 GRPO steps of one
-prompt each, of five question lengths (one image size, so that the compiled-graphs metric counts the decode graph
-alone: Unsloth's compiled vision blocks may compile each new image size once).
+prompt each, of five question lengths and four image sizes and aspect ratios. (On the CPU, with Unsloth's compiler
+applied to each of the six fast-path families, seven image sizes compiled nothing after the second generation.)
 Run on a GPU machine: ``python -m pytest -m gpu -n 9 tests/gpu/test_fast_generation_gpu.py``.
 """
 
@@ -64,7 +64,7 @@ def test_unsloth_trains_through_the_fast_path(family, precision, tmp_path):
     agreement = greedy["logprob_agreement"]
     fast, today = (agreement[path]["sampling_logp_difference/mean"] for path in ("fast", "today"))
     assert fast <= 2 * today + 0.001, agreement
-    # Prompts of five lengths (one image size): graphs are compiled in the first two generations at most.
+    # Prompts of five question lengths and four image sizes: graphs are compiled in the first two generations at most.
     lengths = result["prompt_lengths"]
     assert len(lengths) == 10 and len(set(lengths)) >= 5 and len(set(lengths[2:])) >= 4, lengths
     assert all(graphs == 0 for graphs in result["compiled_graphs_per_step"][2:]), result["compiled_graphs_per_step"]

@@ -10,8 +10,8 @@ and language layers with Unsloth's gradient checkpointing, and LoRA's B is pertu
           patches' path; each path's generation-time log-probs of its sampled tokens against the trained model's
           scoring forward (the difference TRL's importance sampling corrects for);
   train:  10 GRPO steps through trl.GRPOTrainer (Unsloth's class) with patch(include=FAST_GENERATION), one prompt
-          per step, rows of five question lengths and one image size (the greedy batch has two sizes); the prompt
-          length of each generation through the kept cache is recorded.
+          per step, rows of five question lengths and four image sizes and aspect ratios; the prompt length of each
+          generation through the kept cache is recorded.
 Prints ``RESULT <json>``; a crash is reported in the result, not raised."""
 
 import json
@@ -185,7 +185,7 @@ trainer = GRPOTrainer(
     processing_class=processor,
     reward_funcs=distinct_characters_reward,
     args=args,
-    train_dataset=varied_colour_dataset(rows=10, sizes=((56, 56),), questions=FIVE_QUESTIONS),
+    train_dataset=varied_colour_dataset(rows=10, questions=FIVE_QUESTIONS),
 )
 result["trainer_class"] = f"{type(trainer).__module__}.{type(trainer).__qualname__}"
 vision_lora = {n: p.detach().float().clone() for n, p in model.named_parameters() if "lora_" in n and "vis" in n}
