@@ -147,26 +147,27 @@ def _is_kernel(event) -> bool:
     return event.device_type.name == "CUDA" and not event.is_user_annotation
 
 
-def _decode_step_timeline(events, graph_call: str = "## Call CompiledFxGraph") -> list[str]:
+def _decode_step_timeline(events, region: str = "Torch-Compiled Region") -> list[str]:
     """One decode step in the middle of the profiled generation, as lines: each CPU operation of 20 us or more
     (offset and duration in us, indented by depth), then the GPU kernel time that started in the window. A step
-    runs from one call of the compiled decode graph to the next. The decode graph is the graph of the
-    generation's last compiled call: a prefill can call other compiled graphs (Unsloth's vision blocks, say)
-    more often than the decode graph is called."""
+    runs from one call of the compiled decode step to the next: the Dynamo region (``Torch-Compiled Region:
+    frame/recompile``) of the generation's last compiled call. A prefill can call other compiled regions (Unsloth's
+    vision blocks, say) more often than the decode step runs; inductor's graph names cannot tell graphs apart
+    where its FX graph cache is off (they are all "None")."""
     generation = next((e for e in events if e.name == "bench._generate_single_turn"), None)
     if generation is None:
         return ["no generation in the profiled step"]
     start, end = generation.time_range.start, generation.time_range.end
     calls = sorted(
-        (e for e in events if e.name.startswith(graph_call) and start <= e.time_range.start <= end),
+        (e for e in events if e.name.startswith(region) and start <= e.time_range.start <= end),
         key=lambda e: e.time_range.start,
     )
     if not calls:
-        return ["no compiled graph was called in the generation"]
-    decode_graph = calls[-1].name
-    markers = [e.time_range.start for e in calls if e.name == decode_graph]
+        return ["no compiled region was called in the generation"]
+    decode_region = calls[-1].name
+    markers = [e.time_range.start for e in calls if e.name == decode_region]
     if len(markers) < 3:
-        return [f"fewer than 3 calls of the decode graph in the generation: {len(markers)}"]
+        return [f"fewer than 3 calls of the decode step's region in the generation: {len(markers)}"]
     middle = len(markers) // 2
     window = markers[middle], markers[middle + 1]
 
@@ -181,8 +182,7 @@ def _decode_step_timeline(events, graph_call: str = "## Call CompiledFxGraph") -
     )
     lines = [
         f"decode step window: {window[1] - window[0]:.0f} us, between calls {middle + 1} and {middle + 2} of "
-        f"{len(markers)} of the decode graph {decode_graph.strip('# ')[:40]} ({len(calls)} compiled calls in the "
-        "generation)"
+        f"{len(markers)} of the decode step's {decode_region} ({len(calls)} compiled calls in the generation)"
     ]
     kernels = 0.0
     for event in inside:

@@ -94,10 +94,12 @@ def test_presets_have_the_released_models_sizes(preset, total, vision, monkeypat
     assert counts["vision"] == pytest.approx(vision, rel=0.01)
 
 
-def test_decode_step_timeline_is_a_step_of_the_decode_graph(monkeypatch):
-    """``--profile``'s decode-step window lies between two calls of the generation's decode graph, although a
-    prefill (Unsloth's compiled vision blocks, say) calls another compiled graph more often. Real inductor
-    graphs on the CPU, profiled by torch's profiler."""
+@pytest.mark.parametrize("fx_graph_cache", [True, False])
+def test_decode_step_timeline_is_a_step_of_the_decode_graph(fx_graph_cache, monkeypatch):
+    """``--profile``'s decode-step window lies between two calls of the generation's decode step, although a
+    prefill (Unsloth's compiled vision blocks, say) calls another compiled region more often. Real inductor
+    graphs on the CPU, profiled by torch's profiler, with inductor's FX graph cache on and off (off, every graph
+    is named "CompiledFxGraph None")."""
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
@@ -110,9 +112,13 @@ def test_decode_step_timeline_is_a_step_of_the_decode_graph(monkeypatch):
     def decode_step(x):
         return (x @ x.T).softmax(-1)
 
+    import torch._inductor.config
+
+    torch._dynamo.reset()
     vision_block, decode_step = torch.compile(vision_block), torch.compile(decode_step)
     x = torch.randn(4, 8)
-    vision_block(x), decode_step(x)  # compiled before the profile
+    with torch._inductor.config.patch(fx_graph_cache=fx_graph_cache):
+        vision_block(x), decode_step(x)  # compiled before the profile
     with profile(activities=[ProfilerActivity.CPU]) as trace:
         with record_function("bench._generate_single_turn"):
             for _ in range(30):
@@ -120,6 +126,6 @@ def test_decode_step_timeline_is_a_step_of_the_decode_graph(monkeypatch):
             for _ in range(5):
                 decode_step(x)
     header, *_, kernels = _decode_step_timeline(trace.events())
-    assert "between calls 3 and 4 of 5 of the decode graph" in header, header
+    assert "between calls 3 and 4 of 5 of the decode step's Torch-Compiled Region" in header, header
     assert "(35 compiled calls in the generation)" in header, header
     assert kernels.startswith("GPU kernel time starting in the window: 0 us"), kernels

@@ -221,55 +221,70 @@ def test_the_dequantised_copy_keeps_its_dtype_when_bitsandbytes_casts_the_traine
     assert generated.shape[1] == inputs["input_ids"].shape[1] + 4
 
 
-@pytest.mark.parametrize("bits", [32, 4])
-def test_the_copys_size_is_known_before_it_is_made(bits, tiny_factory, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "4bit_bf16", "4bit_kbit_prepared"])
+def test_the_copys_size_is_known_before_it_is_made(precision, tiny_factory, tmp_path):
     """The memory check below sizes the copy before making it: the same bytes as the copy made, on the model's
-    device (in 4 bits: every 4-bit layer dequantised, adapted or not)."""
+    device. In 4 bits every 4-bit layer is dequantised, adapted or not, to the unquantised weights' dtype: bf16 for a
+    model loaded in bf16, float32 after peft's kbit preparation (twice the bytes)."""
+    from peft import prepare_model_for_kbit_training
+
     from unsloth_vlm_grpo.patches.lora_folded_generation import copy_bytes_by_device
 
-    if bits == 4:
-        model, _ = _qlora_model(tiny_factory, "qwen2_5_vl", tmp_path, dtype=torch.bfloat16)
-    else:
+    if precision == "fp32":
         model, _ = _peft_model(tiny_factory, "qwen2_5_vl")
+    else:
+        model = _4bit_model(tiny_factory("qwen2_5_vl"), tmp_path, dtype=torch.bfloat16)
+        if precision == "4bit_kbit_prepared":
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        model = _with_perturbed_lora(model)
     base = model.get_base_model()
     estimate = copy_bytes_by_device(base, base.dtype)
     folded = FoldedCopy(model)
     assert estimate == {torch.device("cpu"): folded.extra_bytes}
-    assert (len(folded.rest) > 0) == (bits == 4)
+    own = [*folded.rest, *(linear for _, linear in folded.pairs)]
+    expected_dtype = {"fp32": torch.float32, "4bit_bf16": torch.bfloat16, "4bit_kbit_prepared": torch.float32}
+    assert {linear.weight.dtype for linear in own} == {expected_dtype[precision]}
+    assert (len(folded.rest) > 0) == (precision != "fp32")
 
 
 @pytest.mark.parametrize("spare", [-1, 0])
-def test_no_copy_where_it_would_take_more_than_half_the_free_memory(spare, tiny_factory, tmp_path, monkeypatch, caplog):
-    """With the device's free memory made just below (spare -1) or exactly (spare 0) twice the copy's size, TRL's
-    trainer generates through PEFT's path with one log line saying why, or through the copy. The free memory is
-    asked of CUDA on a GPU; here, on the CPU, the test states it."""
+def test_no_copy_where_it_would_take_more_than_half_the_memory_not_in_use(
+    spare, tiny_factory, tmp_path, monkeypatch, caplog
+):
+    """With the memory not in use on the model's device made just below (spare -1) or exactly (spare 0) twice the
+    copy's size, TRL's trainer generates through PEFT's path with one log line saying why, before any copying, or
+    through the copy. The memory is asked of CUDA on a GPU; here, on the CPU, the test states it."""
+    import copy
     import logging
+    from types import SimpleNamespace
 
     from unsloth_vlm_grpo.patches import lora_folded_generation
 
-    needed = {}
-
-    def available(device):
-        return 2 * needed[device] + spare
+    needed, copies = {}, []
 
     def sizing(base, dtype):
         needed.update(copy_bytes(base, dtype))
         return needed
 
+    def copying(*args, **kwargs):
+        copies.append(type(args[0]).__name__)
+        return copy.deepcopy(*args, **kwargs)
+
     copy_bytes = lora_folded_generation.copy_bytes_by_device
     monkeypatch.setattr(lora_folded_generation, "copy_bytes_by_device", sizing)
-    monkeypatch.setattr(lora_folded_generation, "available_bytes", available)
+    monkeypatch.setattr(lora_folded_generation, "available_bytes", lambda device: 2 * needed[device] + spare)
+    monkeypatch.setattr(lora_folded_generation, "copy", SimpleNamespace(deepcopy=copying))
     with caplog.at_level(logging.INFO, logger="unsloth_vlm_grpo"):
         trainer, _, completions = train_recording_completions(tiny_factory, tmp_path, FOLDING, max_steps=1)
     folded = trainer.__dict__[lora_folded_generation.FOLDED_COPY_KEY][1]
-    assert len(completions) == 1 and needed[torch.device("cpu")] > 0
+    ((device, size),) = needed.items()
+    assert len(completions) == 1 and size > 0
     lines = [record.getMessage() for record in caplog.records if "generating through" in record.getMessage()]
     if spare < 0:
-        copy, free = needed[torch.device("cpu")], 2 * needed[torch.device("cpu")] - 1
-        assert folded is None
+        assert folded is None and copies == [], "sized before copying anything"
         assert lines == [
-            f"unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: the copy would take {copy / 2**30:.2f} GiB "
-            f"of cpu, more than half of its {free / 2**30:.2f} GiB free"
+            f"unsloth_vlm_grpo: generating through PEFT's unmerged LoRA: the copy would take {size / 2**30:.2f} GiB "
+            f"of {device}, more than half of its {(2 * size - 1) / 2**30:.2f} GiB not in use"
         ]
     else:
-        assert folded is not None and len(lines) == 1 and "a LoRA-folded copy" in lines[0]
+        assert folded is not None and copies and len(lines) == 1 and "a LoRA-folded copy" in lines[0]

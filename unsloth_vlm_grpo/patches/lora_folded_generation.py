@@ -14,8 +14,8 @@ dequantised copy: every 4-bit layer, adapted or not, becomes a plain linear laye
 unquantised weights (bf16 for a model loaded in bf16; fp32 after peft's kbit preparation upcasts them), adapted
 ones holding dequantised base + delta, so the copy is no quantised model and its decoding can be compiled; memory
 is those layers' weights in that dtype, logged when the copy is made. The copy is made only where it takes at most
-half the memory free on each GPU it goes to (the KV cache, activations and optimizer states grow after the first
-generation); otherwise generation keeps PEFT's path, said once in the log. The copy has no LoRA dropout: with
+half the memory not in use on each CUDA device it goes to, at the first generation (the KV cache, activations and
+optimizer states grow after it); otherwise generation keeps PEFT's path, said once in the log. The copy has no LoRA dropout: with
 ``lora_dropout > 0`` the sampling distribution is the model's without dropout. Layers it cannot fold (DoRA, other
 quantisations) keep today's path, said once in the log. Linear and convolution layers are folded.
 Remove when: TRL or PEFT generate with folded LoRA weights without touching the trained ones (not the case
@@ -109,7 +109,7 @@ def _check_memory(base, dtype: torch.dtype) -> None:
         if available is not None and 2 * needed > available:
             raise NoFoldedCopy(
                 f"the copy would take {needed / 2**30:.2f} GiB of {device}, more than half of its "
-                f"{available / 2**30:.2f} GiB free"
+                f"{available / 2**30:.2f} GiB not in use"
             )
 
 
