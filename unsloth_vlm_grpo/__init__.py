@@ -15,7 +15,7 @@ from ._versions import VERIFIED_STACK, UnsupportedVersionError
 
 __version__ = "0.1.0"
 # The opt-in patches that make generation fast: patch(include=FAST_GENERATION).
-FAST_GENERATION = ("static_cache_generation", "lora_folded_generation")
+FAST_GENERATION = ("static_cache_generation", "gemma3_decode_masks", "lora_folded_generation")
 __all__ = [
     "FAST_GENERATION",
     "ImageInputError",

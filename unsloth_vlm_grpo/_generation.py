@@ -1,5 +1,6 @@
 """What the generation patches share: whether the trainer generates with transformers on an unsharded model,
-a model's ``generate`` replaced for one block, and state kept per trainer for the model it generates with."""
+a model's ``generate`` (or another attribute) replaced for one block, and state kept per trainer for the model it
+generates with."""
 
 from __future__ import annotations
 
@@ -16,18 +17,23 @@ def other_generation_path(trainer) -> str | None:
 
 
 @contextmanager
-def generate_replaced(model, generate: Callable):
-    """Inside the block, ``model.generate`` is ``generate``; afterwards whatever it was before."""
-    had_own = "generate" in vars(model)
-    own = vars(model).get("generate")
-    model.generate = generate
+def attribute_replaced(obj, name: str, value):
+    """Inside the block, ``obj.<name>`` is ``value`` (an attribute of the instance); afterwards whatever it was."""
+    had_own = name in vars(obj)
+    own = vars(obj).get(name)
+    setattr(obj, name, value)
     try:
         yield
     finally:
         if had_own:
-            model.generate = own
+            setattr(obj, name, own)
         else:
-            del model.generate
+            delattr(obj, name)
+
+
+def generate_replaced(model, generate: Callable):
+    """Inside the block, ``model.generate`` is ``generate``; afterwards whatever it was before."""
+    return attribute_replaced(model, "generate", generate)
 
 
 def kept_for_model(trainer, key: str, model, build: Callable):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from . import (
     cpu_fused_logprobs,
+    gemma3_decode_masks,
     image_batch_normalisation,
     image_dataset_check,
     left_padded_image_fields,
@@ -41,5 +42,6 @@ ALL_PATCHES = (
     per_sample_pixel_values_shuffling.PATCH,
     stale_input_grad_hooks.PATCH,
     static_cache_generation.PATCH,  # opt-in; inside lora_folded_generation: it caches whatever model generates
+    gemma3_decode_masks.PATCH,  # opt-in; inside lora_folded_generation: it acts on whatever model generates
     lora_folded_generation.PATCH,  # opt-in
 )
