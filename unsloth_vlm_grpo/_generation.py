@@ -36,6 +36,13 @@ def generate_replaced(model, generate: Callable):
     return attribute_replaced(model, "generate", generate)
 
 
+def generating_model(model):
+    """The model whose ``generate`` runs: ``model``, or the one its ``generate`` is bound to (while
+    ``lora_folded_generation`` generates, its copy). Inside ``static_cache_generation``, whose ``generate`` is a
+    plain function, this is ``model`` again: wrappers that need the copy sit outside it."""
+    return getattr(model.generate, "__self__", model)
+
+
 def kept_for_model(trainer, key: str, model, build: Callable):
     """``build()``'s value, built once per model the trainer generates with (kept in ``trainer.__dict__[key]``)."""
     kept = trainer.__dict__.get(key)

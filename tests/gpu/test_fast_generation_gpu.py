@@ -4,8 +4,8 @@ Every family in 16 bits, Qwen2.5-VL and Gemma 3 also in 4 bits (the copy is dequ
 (``tests/probes/unsloth_fast_generation.py``): greedy tokens of the patches' path against Unsloth's own
 ``generate``, sampled log-probs of both paths against the trained model's scoring, then 10 GRPO steps of one
 prompt each, of five question lengths and four image sizes and aspect ratios. (On the CPU, with Unsloth's compiler
-applied to each of the six fast-path families, seven image sizes compiled nothing after the second generation:
-``benchmarks/compiled_decode_cpu.py``.)
+applied, seven image sizes compiled nothing after the second generation for Qwen2-VL, Qwen2.5-VL, Qwen3-VL and
+LLaVA-NeXT; the tiny Gemma 3 and SmolVLM resize every image to one size: ``benchmarks/compiled_decode_cpu.py``.)
 Run on a GPU machine: ``python -m pytest -m gpu -n 9 tests/gpu/test_fast_generation_gpu.py``.
 """
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 
 from .._engine import FunctionTarget, GRPOTrainerMethod, Patch
-from .._generation import attribute_replaced, other_generation_path
+from .._generation import attribute_replaced, generating_model, other_generation_path
 
 MODULE = "transformers.models.gemma3.modeling_gemma3"
 MASKS = "create_masks_for_generate"
@@ -45,7 +45,7 @@ def decode_masks_without_image_overlay(model):
 
 def _generating_model(trainer):
     model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
-    generating = getattr(model.generate, "__self__", model)  # lora_folded_generation's copy, when it generates
+    generating = generating_model(model)
     return generating.get_base_model() if hasattr(generating, "get_base_model") else generating
 
 

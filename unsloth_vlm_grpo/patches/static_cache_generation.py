@@ -38,7 +38,7 @@ import time
 import torch
 
 from .._engine import FunctionTarget, GRPOTrainerMethod, Patch
-from .._generation import generate_replaced, kept_for_model, other_generation_path
+from .._generation import generate_replaced, generating_model, kept_for_model, other_generation_path
 
 logger = logging.getLogger("unsloth_vlm_grpo")
 GENERATION_KEY = "_unsloth_vlm_grpo_static_cache"
@@ -170,8 +170,7 @@ def _build_generation(trainer, model) -> StaticCacheGeneration | None:
 def _generate_with_static_cache(wrapped, trainer, args, kwargs):
     model = trainer.accelerator.unwrap_model(trainer.model_wrapped)
     generate = model.generate
-    # lora_folded_generation, applied first, may have handed generation to a copy: that is the model to cache for
-    generating = getattr(generate, "__self__", model)
+    generating = generating_model(model)  # lora_folded_generation's copy, when it generates: the model to cache for
     generation = kept_for_model(trainer, GENERATION_KEY, generating, lambda: _build_generation(trainer, generating))
     if generation is None:
         return wrapped(*args, **kwargs)
