@@ -7,7 +7,10 @@ towers (B perturbed so the adapters matter), and for each shape (sequences x new
 prompt and image, as GRPO's groups do) times greedy ``generate`` through:
   unmerged_dynamic        PEFT's unmerged LoRA, dynamic cache, no compile (what TRL runs)
   folded_dynamic          the LoRA-folded copy (``lora_folded_generation``), dynamic cache
-  folded_static_compiled  the folded copy with the kept static cache and compiled decoding (``FAST_GENERATION``)
+  folded_static_compiled  the folded copy with the kept static cache and compiled decoding (``FAST_GENERATION``
+                          but ``gemma3_decode_masks``)
+  folded_static_compiled_gemma3_decode_masks  Gemma 3 only: the same, with a decode step's masks built without
+                          the image overlay (all of ``FAST_GENERATION``); tokens and logits compared with the above
 Per variant: ms per decode step (a warm call), the first call's seconds (compile included), graphs compiled
 per call. For the fast path also: CUDA kernel time per decode step (profiler), graphs compiled over calls with
 other prompt lengths, greedy agreement with the other paths (first differing position: bf16 ties can flip a
@@ -26,6 +29,7 @@ from _presets import PRESETS, build
 from peft import LoraConfig, get_peft_model
 from transformers import GenerationConfig
 
+from unsloth_vlm_grpo.patches.gemma3_decode_masks import decode_masks_without_image_overlay
 from unsloth_vlm_grpo.patches.lora_folded_generation import FoldedCopy
 from unsloth_vlm_grpo.patches.static_cache_generation import StaticCacheGeneration, _compiled_graphs
 from unsloth_vlm_grpo.tiny import VISION_AND_LANGUAGE_LORA_TARGETS, solid_image
@@ -110,8 +114,14 @@ def measure_shape(model, folded, processor, preset, sequences: int, tokens: int)
     def fast_generate(**kwargs):
         return fast.generate(folded.model.generate, **kwargs)
 
+    def fast_generate_without_overlay(**kwargs):
+        with decode_masks_without_image_overlay(folded.model):
+            return fast_generate(**kwargs)
+
     variants = {"unmerged_dynamic": model.generate, "folded_dynamic": folded.model.generate,
                 "folded_static_compiled": fast_generate}  # fmt: skip
+    if preset.family == "gemma3":
+        variants["folded_static_compiled_gemma3_decode_masks"] = fast_generate_without_overlay
     result, outputs = {"sequences": sequences, "tokens": tokens, "prompt_tokens": inputs["input_ids"].shape[1]}, {}
     for name, generate in variants.items():
         first_seconds, _, first_graphs = _timed(generate, inputs, config)
@@ -149,6 +159,12 @@ def measure_shape(model, folded, processor, preset, sequences: int, tokens: int)
     result["first_token_logits_max_abs_diff_folded_vs_unmerged"] = round(
         (first_logits["folded_dynamic"] - first_logits["unmerged_dynamic"]).abs().max().item(), 4
     )
+    if "folded_static_compiled_gemma3_decode_masks" in outputs:
+        without, with_overlay = outputs["folded_static_compiled_gemma3_decode_masks"], outputs["folded_static_compiled"]
+        result["gemma3_decode_masks_vs_fast"] = {
+            "same_tokens": torch.equal(without.sequences, with_overlay.sequences),
+            "logits_max_abs_diff": (torch.stack(without.logits) - torch.stack(with_overlay.logits)).abs().max().item(),
+        }
     result["speedup_fast_vs_unmerged_dynamic"] = round(
         result["unmerged_dynamic"]["ms_per_decode_step"] / fast_result["ms_per_decode_step"], 2
     )
