@@ -42,6 +42,7 @@ ALL_PATCHES = (
     per_sample_pixel_values_shuffling.PATCH,
     stale_input_grad_hooks.PATCH,
     static_cache_generation.PATCH,  # opt-in; inside lora_folded_generation: it caches whatever model generates
-    gemma3_decode_masks.PATCH,  # opt-in; outside static_cache_generation, inside lora_folded_generation: it acts on the copy
+    # opt-in; outside static_cache_generation and inside lora_folded_generation, so that it sees the copy
+    gemma3_decode_masks.PATCH,
     lora_folded_generation.PATCH,  # opt-in
 )

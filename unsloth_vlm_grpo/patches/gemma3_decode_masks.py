@@ -67,7 +67,7 @@ PATCH = Patch(
         f"{MODULE}.Gemma3ForConditionalGeneration.{MASKS}": "167df4c784a29320",
     },
     watches=(FunctionTarget(MODULE, f"Gemma3ForConditionalGeneration.{MASKS}"),),
-    reason="Gemma 3's static-cache masks build the image overlay with vmap at every decode step, where it adds nothing.",
+    reason="Gemma 3's static-cache masks build the image overlay at every decode step, where it adds nothing.",
     remove_when="transformers skips Gemma 3's image overlay for decode steps.",
     opt_in=True,
 )

@@ -15,9 +15,9 @@ unquantised weights (bf16 for a model loaded in bf16; fp32 after peft's kbit pre
 ones holding dequantised base + delta, so the copy is no quantised model and its decoding can be compiled; memory
 is those layers' weights in that dtype, logged when the copy is made. The copy is made only where it takes at most
 half the memory not in use on each CUDA device it goes to, at the first generation (the KV cache, activations and
-optimizer states grow after it); otherwise generation keeps PEFT's path, said once in the log. The copy has no LoRA dropout: with
-``lora_dropout > 0`` the sampling distribution is the model's without dropout. Layers it cannot fold (DoRA, other
-quantisations) keep today's path, said once in the log. Linear and convolution layers are folded.
+optimizer states grow after it); otherwise generation keeps PEFT's path, said once in the log. The copy has no LoRA
+dropout: with ``lora_dropout > 0`` the sampling distribution is the model's without dropout. Layers it cannot fold
+(DoRA, other quantisations) keep today's path, said once in the log. Linear and convolution layers are folded.
 Remove when: TRL or PEFT generate with folded LoRA weights without touching the trained ones (not the case
 as of trl 1.15.0 / peft 0.21).
 """
