@@ -1,6 +1,6 @@
 """Compiled static-cache decoding of a tiny VLM on the CPU: what runs per decode step, with and without Unsloth.
 
-    python benchmarks/compiled_decode_cpu.py FAMILY [--unsloth [--scope off]] [--gemma3-decode-masks]
+    python benchmarks/compiled_decode_cpu.py FAMILY [--unsloth [--scope off]] [--gemma3-decode-masks] [--graph-breaks]
 
 Generates greedily through ``StaticCacheGeneration`` (``static_cache_generation``) with decoding compiled by
 inductor (forced on the CPU with transformers' ``_compile_all_devices``). ``--unsloth`` first applies what
@@ -8,7 +8,9 @@ FastVisionModel's loading applies to a model type, ``unsloth_compile_transformer
 blocks, MLPs, norms, attention and masks; FastVisionModel itself does not load on a CPU), and binds Unsloth's
 ``generate`` the way FastVisionModel binds it; ``--scope off`` then generates with the same cache and compile
 arguments outside unsloth_zoo's ``unsloth_decode_compile`` scope. ``--gemma3-decode-masks`` generates inside
-``gemma3_decode_masks``' block (a Gemma 3 decode step's masks without the image overlay). Reports:
+``gemma3_decode_masks``' block (a Gemma 3 decode step's masks without the image overlay). ``--graph-breaks`` logs
+Dynamo's graph breaks (torch's ``graph_breaks`` log, switched on after ``import unsloth``, which turns torch's logs
+off). Reports:
   image_sizes  graphs compiled by each generation over seven image sizes and aspect ratios (two rows each);
   per_token    over the difference between generations of 40 and 8 new tokens of the same prompts, divided by
                32: ms per decode step (best of three, unprofiled), Dynamo cache lookups and compiled-region calls
@@ -66,6 +68,7 @@ def main() -> None:
     parser.add_argument("--unsloth", action="store_true")
     parser.add_argument("--scope", choices=("on", "off"), default="on")
     parser.add_argument("--gemma3-decode-masks", action="store_true")
+    parser.add_argument("--graph-breaks", action="store_true")
     options = parser.parse_args()
     if options.unsloth:
         os.environ["UNSLOTH_ALLOW_CPU"] = "1"
@@ -83,6 +86,8 @@ def main() -> None:
     from grpo_helpers import VARIED_QUESTIONS, varied_batch
 
     torch.set_num_threads(1)  # per-step overhead, not the tiny model's arithmetic
+    if options.graph_breaks:
+        torch._logging.set_logs(graph_breaks=True)
     if options.unsloth:  # the tiny families' model types are their names
         unsloth_compile_transformers(
             dtype=torch.float32, model_name="tiny", model_types=[options.family], fast_residual_stream=False
